@@ -1,0 +1,231 @@
+"""Find the entries in a models folder.
+
+Every ``*.py`` file in the folder is imported (files starting with ``_`` are helpers and
+are not imported on their own). A file declares its entries in one of three ways, in
+this order of precedence:
+
+1. a sidecar card ``<stem>.toml`` beside it (the team's code stays untouched);
+2. a module-level list ``ENTRIES = [Entry(...), ...]`` in the file;
+3. nothing: a card is *inferred* (class named after the file's suffix, ``team07_FooNet.py``
+   -> ``FooNet``, default constructor, checkpoint ``<stem>.pth``), printed, and marked
+   ``source="inferred"``. Files where no card can be inferred are reported as problems.
+
+Duplicate entry names raise :class:`DiscoveryError`; an unknown name raises
+:class:`UnknownEntry` listing the known names and the close matches.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import inspect
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.card import CardError, Entry
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+# Fields a sidecar card may carry; "class" is the TOML spelling of Entry.model.
+SIDECAR_FIELDS = {
+    "name", "class", "model", "args", "kwargs", "scale", "input_range", "checkpoint", "sha256",
+    "state_key", "key_map", "deploy", "load_after_deploy", "requirements", "notes", "paper", "expected",
+}
+TEAM_FILE = re.compile(r"^team(\d{2,})_([A-Za-z0-9][A-Za-z0-9_]*)$")
+
+
+class DiscoveryError(RuntimeError):
+    """The models folder cannot be turned into a catalog (for example a duplicate name)."""
+
+
+class UnknownEntry(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0])
+
+
+@dataclass
+class Problem:
+    """A model file that yields no runnable entry; becomes an error record in a run."""
+
+    file: str
+    name: str
+    status: str  # import_error | card_error | no_card
+    error: str
+
+
+@dataclass
+class Catalog:
+    folder: str
+    entries: dict[str, Entry] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    inferred: list[str] = field(default_factory=list)
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+
+def import_file(path: Path, *, package: str = "esr_models"):
+    """Import one model file as ``esr_models.<stem>`` with its folder on ``sys.path``."""
+    path = Path(path).resolve()
+    module_name = f"{package}.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(path.parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    finally:
+        if added:
+            sys.path.remove(folder)
+    return module
+
+
+def read_sidecar(path: Path, module) -> Entry:
+    """Build an Entry from a sidecar TOML card, resolving the class in ``module``."""
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+    data = dict(data.get("entry", data))
+    unknown = set(data) - SIDECAR_FIELDS
+    if unknown:
+        raise CardError(f"{path.name}: unknown card fields {sorted(unknown)}; allowed: {sorted(SIDECAR_FIELDS)}")
+    class_name = data.pop("class", None) or data.pop("model", None)
+    if not class_name:
+        raise CardError(f"{path.name}: the card needs 'class' (the model class name in {path.stem}.py)")
+    data.setdefault("name", path.stem)
+    if "scale" not in data:
+        raise CardError(f"{path.name}: the card needs 'scale' (for example scale = 4)")
+    model = resolve_class(module, class_name, path.with_suffix(".py").name)
+    return Entry(model=model, source="sidecar", file=str(path.with_suffix(".py")), **data)
+
+
+def resolve_class(module, class_name: str, file_name: str):
+    obj = getattr(module, class_name, None)
+    if obj is None or not callable(obj):
+        classes = [n for n, v in vars(module).items() if inspect.isclass(v) and v.__module__ == module.__name__]
+        raise CardError(f"{file_name}: no class {class_name!r}; classes defined there: {classes}")
+    return obj
+
+
+def infer_card(path: Path, module) -> Entry | None:
+    """Infer a card for an undeclared file: class named after the file's suffix."""
+    match = TEAM_FILE.match(path.stem)
+    suffix = match.group(2) if match else path.stem
+    candidates = [
+        v for n, v in vars(module).items()
+        if inspect.isclass(v) and v.__module__ == module.__name__ and n.lower() == suffix.lower()
+    ]
+    if len(candidates) != 1:
+        return None
+    return Entry(
+        name=path.stem, model=candidates[0], scale=4, input_range=1.0, checkpoint=f"{path.stem}.pth",
+        source="inferred", file=str(path),
+        notes="inferred card: default constructor, scale 4, input range 1.0; add a sidecar card to confirm",
+    )
+
+
+def entries_of_file(path: Path, *, infer: bool = True) -> tuple[list[Entry], Problem | None]:
+    """Import one file and return its entries, or a problem describing why it has none."""
+    path = Path(path)
+    try:
+        module = import_file(path)
+    except CardError as exc:  # an Entry(...) with a bad field, raised while the module runs
+        return [], Problem(str(path), path.stem, "card_error", f"{path.stem}: bad card: {one_line(exc)}")
+    except BaseException as exc:  # a team's file may raise anything at import, SystemExit included
+        return [], Problem(str(path), path.stem, "import_error", f"{path.stem}: import of {path.name} failed: {one_line(exc)}")
+    try:
+        sidecar = path.with_suffix(".toml")
+        if sidecar.is_file():
+            return [read_sidecar(sidecar, module)], None
+        declared = getattr(module, "ENTRIES", None)
+        if declared is not None:
+            entries = list(declared)
+            for e in entries:
+                if not isinstance(e, Entry):
+                    raise CardError(f"{path.name}: ENTRIES must hold harness.card.Entry objects, found {type(e).__name__}")
+                e.file = str(path)
+            return entries, None
+        if infer:
+            card = infer_card(path, module)
+            if card is not None:
+                return [card], None
+        return [], Problem(
+            str(path), path.stem, "no_card",
+            f"{path.stem}: {path.name} declares no entry (no ENTRIES list, no {path.stem}.toml sidecar, "
+            f"and no class named after the file to infer one from)",
+        )
+    except (CardError, TypeError, ValueError, tomllib.TOMLDecodeError) as exc:
+        return [], Problem(str(path), path.stem, "card_error", f"{path.stem}: bad card: {one_line(exc)}")
+
+
+def discover(models_dir: str | Path, *, infer: bool = True) -> Catalog:
+    """Import every model file in ``models_dir`` and collect its entries."""
+    folder = Path(models_dir)
+    if not folder.is_dir():
+        raise DiscoveryError(f"models folder {folder} does not exist")
+    catalog = Catalog(folder=str(folder))
+    for path in sorted(folder.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        entries, problem = entries_of_file(path, infer=infer)
+        if problem:
+            catalog.problems.append(problem)
+        for entry in entries:
+            if entry.name in catalog.entries:
+                other = catalog.entries[entry.name].file
+                raise DiscoveryError(
+                    f"duplicate entry name {entry.name!r} in {Path(other).name} and {path.name}; "
+                    f"known entries: {', '.join(catalog.names())}"
+                )
+            catalog.entries[entry.name] = entry
+            if entry.source == "inferred":
+                catalog.inferred.append(entry.name)
+    return catalog
+
+
+def get_entry(catalog: Catalog, name: str) -> Entry:
+    """The entry called ``name``; raises :class:`UnknownEntry` with the close matches."""
+    if name in catalog.entries:
+        return catalog.entries[name]
+    close = difflib.get_close_matches(name, catalog.names(), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownEntry(f"unknown entry {name!r}.{hint} Known entries: {', '.join(catalog.names()) or '(none)'}")
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def catalog_to_json(catalog: Catalog) -> dict:
+    """What a parent process needs to know about a catalog, without importing the models."""
+    return {
+        "folder": catalog.folder,
+        "entries": {name: e.to_dict() for name, e in sorted(catalog.entries.items())},
+        "problems": [vars(p) for p in catalog.problems],
+        "inferred": list(catalog.inferred),
+    }
+
+
+if __name__ == "__main__":  # python -m harness.discovery MODELS_DIR OUT.json (model files may print)
+    import json
+
+    try:
+        result, code = catalog_to_json(discover(sys.argv[1])), 0
+    except (DiscoveryError, CardError) as exc:
+        result, code = {"error": str(exc)}, 3
+    with open(sys.argv[2], "w") as fh:
+        json.dump(result, fh)
+    sys.exit(code)

@@ -1,0 +1,269 @@
+"""Orchestrate a run: data decoded once, one isolated subprocess per entry, resumable.
+
+The parent process never imports a team's model file: the catalog is read by a
+subprocess (``python -m harness.discovery``), and each entry is measured by another
+(``python -m harness.worker``). Records are written atomically; a rerun skips every
+entry whose record is complete and whose key (card, checkpoint hash, data hashes,
+settings) is unchanged, unless ``force``.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.checkpoint import sha256_file
+from harness.records import atomic_write_json, atomic_write_text, is_complete, provenance, read_json, record_key, error_record
+from harness.settings import RunSettings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class RunError(RuntimeError):
+    """The run cannot start (bad data, bad models folder, unknown entry)."""
+
+
+@dataclass
+class RunConfig:
+    out: Path
+    models: Path = REPO / "models"
+    zoo: Path = REPO / "model_zoo"
+    data: str | None = None          # valid split: None/"builtin" or a path spec
+    test: str | None = None          # optional test split
+    scale: int = 4
+    entries: list[str] | None = None  # None: every entry at the run's scale
+    force: bool = False
+    strict: bool = False
+    backend: str = "local"
+    address: str | None = None
+    tracks: list[str] = field(default_factory=list)
+    settings: RunSettings = field(default_factory=RunSettings)
+    extra: dict = field(default_factory=dict)  # backend options (recorded)
+
+
+@dataclass
+class Outcome:
+    records: list[dict]
+    skipped: list[str]     # entries not at the run's scale
+    reused: list[str]      # complete records kept from an earlier invocation
+    measured: list[str]
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.records if r["status"] not in ("ok", "untrained")]
+
+
+def read_catalog(models: Path, timeout_s: float = 600) -> dict:
+    """Discover entries in a subprocess; a team file cannot take the parent down."""
+    with tempfile.TemporaryDirectory(prefix="esr-cat-") as tmp:
+        out = Path(tmp) / "catalog.json"
+        proc = subprocess.run([sys.executable, "-m", "harness.discovery", str(models), str(out)],
+                              capture_output=True, text=True, timeout=timeout_s)
+        result = read_json(out)
+    if result is None:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise RunError(f"discovery of {models} crashed (exit {proc.returncode}): {' | '.join(tail)}")
+    if "error" in result:
+        raise RunError(result["error"])
+    return result
+
+
+def select_entries(catalog: dict, wanted: list[str] | None, scale: int) -> tuple[list[str], list[str]]:
+    """Names to run and names skipped for their scale; unknown names raise with the list."""
+    import difflib
+
+    names = sorted(catalog["entries"])
+    problems = sorted(p["name"] for p in catalog["problems"])
+    if wanted:
+        unknown = [w for w in wanted if w not in names and w not in problems]
+        if unknown:
+            hints = []
+            for w in unknown:
+                close = difflib.get_close_matches(w, names, n=3)
+                hints.append(f"{w!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+            raise RunError(f"unknown entries {', '.join(hints)}; known entries: {', '.join(names)}")
+        chosen = [w for w in wanted if w in names]
+    else:
+        chosen = names
+    run = [n for n in chosen if catalog["entries"][n]["scale"] == scale]
+    skipped = [n for n in chosen if catalog["entries"][n]["scale"] != scale]
+    return run, skipped
+
+
+def prepare_data(config: RunConfig) -> dict:
+    """Load, validate and cache every split once; {split: (cache path, description)}."""
+    from harness.data import DataError, describe, load_split, save_cache
+
+    specs = {"valid": config.data}
+    if config.test:
+        specs["test"] = config.test
+    prepared = {}
+    for split, spec in specs.items():
+        try:
+            data = load_split(spec, scale=config.scale, split=split)
+        except DataError as exc:
+            raise RunError(f"data ({split}): {exc}") from exc
+        info = describe(data)
+        cache = Path(config.out) / "cache" / f"{split}-x{config.scale}-{info['file_hash'][:16]}.npz"
+        if not cache.exists():
+            save_cache(data, cache)
+        prepared[split] = (str(cache), info)
+    return prepared
+
+
+def checkpoint_hash(card: dict, zoo: Path) -> str | None:
+    name = card.get("checkpoint")
+    if not name:
+        return None
+    path = Path(name) if Path(name).is_absolute() else Path(zoo) / name
+    return sha256_file(path) if path.is_file() else "absent"
+
+
+def build_jobs(config: RunConfig, catalog: dict, names: list[str], data: dict) -> list[dict]:
+    settings = config.settings.key_dict()
+    data_hashes = {split: info["file_hash"] for split, (_, info) in data.items()}
+    jobs = []
+    for name in names:
+        card = catalog["entries"][name]
+        ckpt = checkpoint_hash(card, config.zoo)
+        jobs.append({
+            "entry": name,
+            "file": card["file"],
+            "zoo": str(config.zoo),
+            "splits": {split: cache for split, (cache, _) in data.items()},
+            "data": {split: info for split, (_, info) in data.items()},
+            "settings": config.settings.to_dict(),
+            "key": record_key(card, ckpt, data_hashes, settings),
+            "record": str(Path(config.out) / "records" / f"{name}.json"),
+        })
+    return jobs
+
+
+def problem_records(catalog: dict, wanted: list[str] | None) -> list[dict]:
+    return [
+        error_record(p["name"], p["status"], p["error"], file=p["file"], provenance=provenance())
+        for p in catalog["problems"]
+        if not wanted or p["name"] in wanted
+    ]
+
+
+def run(config: RunConfig, *, console=None, progress: bool = True) -> Outcome:
+    """Measure every selected entry and write the run folder; returns the records."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    catalog = read_catalog(config.models)
+    names, skipped = select_entries(catalog, config.entries, config.scale)
+    data = prepare_data(config)
+    jobs = build_jobs(config, catalog, names, data)
+    write_run_file(config, catalog, names, skipped, data)
+
+    records_dir = out / "records"
+    for rec in problem_records(catalog, config.entries):
+        atomic_write_json(records_dir / f"{rec['entry']}.json", rec)
+    reused, todo = [], []
+    for job in jobs:
+        existing = read_json(job["record"])
+        if not config.force and is_complete(existing, job["key"]):
+            reused.append(job["entry"])
+        else:
+            todo.append(job)
+
+    backend = make_backend(config)
+    backend.execute(todo, on_record=lambda rec: atomic_write_json(records_dir / f"{rec['entry']}.json", rec),
+                    console=console, progress=progress)
+    ordered = [read_json(records_dir / f"{n}.json") for n in names]
+    ordered += [read_json(records_dir / f"{r['entry']}.json") for r in problem_records(catalog, config.entries)]
+    ordered = [r for r in ordered if r]
+    write_summary(out, ordered)
+    return Outcome(records=ordered, skipped=skipped, reused=reused, measured=[j["entry"] for j in todo])
+
+
+def make_backend(config: RunConfig):
+    if config.backend == "local":
+        return LocalBackend()
+    if config.backend == "ray":
+        from harness.ray_backend import RayBackend
+
+        return RayBackend(address=config.address, **config.extra)
+    raise RunError(f"unknown backend {config.backend!r}; use 'local' or 'ray'")
+
+
+class LocalBackend:
+    """One entry at a time on this machine: nothing else runs beside the timed entry."""
+
+    fairness = {"backend": "local", "concurrent_entries": 1}
+
+    def execute(self, jobs: list[dict], *, on_record, console=None, progress: bool = True) -> None:
+        from harness.execute import execute_job
+
+        with progress_bar(len(jobs), console, enabled=progress) as advance:
+            for job in jobs:
+                advance(job["entry"], done=False)
+                record = execute_job(job)
+                record["fairness"] = dict(self.fairness, exclusive_timing=True)
+                on_record(record)
+                advance(f"{job['entry']}: {record['status']}", done=True)
+
+
+class progress_bar:
+    """A rich progress bar over entries (a no-op when disabled)."""
+
+    def __init__(self, total: int, console=None, enabled: bool = True):
+        self.total, self.console, self.enabled = total, console, enabled and total > 0
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda text, done: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=self.console, transient=False)
+        self._progress.__enter__()
+        task = self._progress.add_task("measuring", total=self.total)
+
+        def advance(text: str, done: bool) -> None:
+            self._progress.update(task, description=text, advance=1 if done else 0)
+
+        return advance
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._progress.__exit__(*exc)
+        return False
+
+
+def write_run_file(config: RunConfig, catalog: dict, names, skipped, data) -> None:
+    atomic_write_json(Path(config.out) / "run.json", {
+        "schema": "esr-run/1",
+        "models": str(config.models),
+        "zoo": str(config.zoo),
+        "scale": config.scale,
+        "entries": names,
+        "skipped_for_scale": skipped,
+        "problems": [p["name"] for p in catalog["problems"]],
+        "inferred": catalog.get("inferred", []),
+        "data": {split: info for split, (_, info) in data.items()},
+        "settings": config.settings.to_dict(),
+        "backend": config.backend,
+        "tracks": list(config.tracks),
+        "provenance": provenance(),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+
+
+def write_summary(out: Path, records: list[dict]) -> None:
+    from harness.summary import markdown
+
+    atomic_write_text(Path(out) / "leaderboard.md", markdown(records, title=f"Run {Path(out).name}"))
+
+
+def load_records(out: Path) -> list[dict]:
+    return [r for r in (read_json(p) for p in sorted((Path(out) / "records").glob("*.json"))) if r]
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, indent=1)

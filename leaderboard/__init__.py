@@ -1,0 +1,1 @@
+"""Challenge rules as data, ranking and rendering. Imports no torch."""
