@@ -1,0 +1,144 @@
+"""``esr rank`` and ``esr report``: argument definitions and entry points (wired by harness.cli)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from leaderboard import render
+from leaderboard.inputs import RANKABLE_STATUS, InputError, read_any, read_records
+from leaderboard.rank import rank_all
+from leaderboard.tracks import TrackError, load_track, parse_spec, shipped
+
+FORMATS = ("console", "md", "csv", "tex", "json", "png")
+SUFFIX = {"md": ".md", "csv": ".csv", "tex": ".tex", "json": ".json", "png": ".png"}
+
+
+def write_text(path: Path, content: str) -> None:
+    """Atomic write: temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(content)
+    os.replace(tmp, path)
+
+
+def add_rank_arguments(parser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="RECORDS_OR_CSV",
+                        help="run folder, records folder, record JSON files, or a CSV of external numbers "
+                             "(entry + canonical metric columns)")
+    parser.add_argument("--track", required=True, metavar="NAME",
+                        help=f"shipped track ({', '.join(shipped())}), NAME:SUBTRACK, or a path to a TOML file")
+    parser.add_argument("--format", choices=FORMATS, default="console")
+    parser.add_argument("--out", metavar="FILE", help="write here instead of standard output "
+                        "(png default: <track>.png in the current folder)")
+    parser.add_argument("--compare", choices=("printed", "exact"),
+                        help="gate precision: printed values (track default) or unrounded")
+    parser.add_argument("--baseline", metavar="ENTRY", help="use this entry as the baseline")
+    parser.add_argument("--baseline-values", action="store_true",
+                        help="use the track's published baseline constants even if a baseline entry was measured")
+
+
+def _rank(frame, spec: str, args):
+    track, subs = parse_spec(spec)
+    return track, rank_all(frame, track, subs, compare=getattr(args, "compare", None),
+                           baseline_entry=getattr(args, "baseline", None),
+                           baseline_use="values" if getattr(args, "baseline_values", False) else None)
+
+
+def rank_main(args) -> int:
+    try:
+        frame = read_any(args.inputs)
+        track, rankings = _rank(frame, args.track, args)
+        if args.format == "console":
+            if args.out:
+                write_text(Path(args.out), render.console_text(rankings))
+            else:
+                render.to_console(rankings)
+            return 0
+        if args.format == "png":
+            from leaderboard.plot import plot
+
+            out = plot(rankings[0], args.out or f"{track.name}.png")
+            print(f"wrote {out}")
+            return 0
+        content = render.RENDERERS[args.format](rankings)
+        if args.out:
+            write_text(Path(args.out), content)
+            print(f"wrote {args.out}")
+        else:
+            sys.stdout.write(content)
+        return 0
+    except (TrackError, InputError, ValueError) as exc:
+        print(f"esr rank: {exc}", file=sys.stderr)
+        return 2
+
+
+def add_report_arguments(parser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="folder written by esr run (run.json, records/)")
+    parser.add_argument("--track", action="append", metavar="NAME",
+                        help="track to report (repeatable); default: run.json 'tracks', else every shipped "
+                             "track whose required metrics are present")
+    parser.add_argument("--compare", choices=("printed", "exact"))
+
+
+def applicable_tracks(frame) -> dict[str, list[str]]:
+    """Shipped track -> required metrics missing from every measured row ([] = applicable)."""
+    measured = frame[frame["status"].isin(RANKABLE_STATUS)]
+    out = {}
+    for name in shipped():
+        missing = [m for m in load_track(name).required()
+                   if m not in measured.columns or measured[m].isna().all()]
+        out[name] = missing
+    return out
+
+
+def report(run_dir: Path, specs: list[str] | None = None, compare: str | None = None) -> list[Path]:
+    """Write md, csv, json, tex and png for each track into ``run_dir/report``; returns the files."""
+    run_dir = Path(run_dir)
+    frame = read_records(run_dir)
+    if specs is None:
+        run_file = run_dir / "run.json"
+        specs = list(json.loads(run_file.read_text()).get("tracks") or []) if run_file.is_file() else []
+        if not specs:
+            specs = [name for name, missing in applicable_tracks(frame).items() if not missing]
+    written = []
+    out_dir = run_dir / "report"
+    for spec in specs:
+        track, subs = parse_spec(spec)
+        rankings = rank_all(frame, track, subs, compare=compare)
+        stem = spec.replace(":", "-") if not spec.endswith(".toml") else track.name
+        for fmt, fn in render.RENDERERS.items():
+            path = out_dir / f"{stem}{SUFFIX[fmt]}"
+            write_text(path, fn(rankings))
+            written.append(path)
+        write_text(out_dir / f"{stem}.txt", render.console_text(rankings, width=160))
+        written.append(out_dir / f"{stem}.txt")
+        if track.plot:
+            from leaderboard.plot import plot
+
+            written.append(plot(rankings[0], out_dir / f"{stem}.png"))
+    return written
+
+
+def report_main(args) -> int:
+    try:
+        run_dir = Path(args.run_dir)
+        written = report(run_dir, args.track, getattr(args, "compare", None))
+    except (TrackError, InputError, ValueError, json.JSONDecodeError) as exc:
+        print(f"esr report: {exc}", file=sys.stderr)
+        return 2
+    if not written:
+        frame = read_records(run_dir)
+        print("esr report: no track to report: run.json lists none and no shipped track has its metrics:",
+              file=sys.stderr)
+        for name, missing in applicable_tracks(frame).items():
+            print(f"  {name}: missing {', '.join(missing)}", file=sys.stderr)
+        print("  (name tracks with --track NAME; an unranked table still shows every entry)", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    return 0
