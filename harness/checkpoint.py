@@ -102,10 +102,10 @@ def unwrap(obj, *, state_key: str | None = None, key_map: dict | None = None, na
                     break
         if state is None:
             top = list(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
-            raise LoadError(
-                f"{label}no state dict found in the checkpoint (top-level: {top}); "
-                f"declare state_key on the card or save torch.save(model.state_dict(), path)"
-            )
+            holders = [k for k, v in obj.items() if _is_state_dict(v)] if isinstance(obj, dict) else []
+            where = (f"the weights seem to be under {holders[0]!r}: declare state_key = {holders[0]!r}"
+                     if holders else "declare state_key on the card or save torch.save(model.state_dict(), path)")
+            raise LoadError(f"{label}no state dict found in the checkpoint (top-level: {top}); {where}")
     if not isinstance(state, dict):
         raise LoadError(f"{label}checkpoint entry is a {type(state).__name__}, not a state dict")
     state = dict(state)

@@ -94,9 +94,29 @@ def import_file(path: Path, *, package: str = "esr_models"):
 
 def read_sidecar(path: Path, module) -> Entry:
     """Build an Entry from a sidecar TOML card, resolving the class in ``module``."""
+    entries = read_sidecar_entries(path, module)
+    if len(entries) != 1:
+        raise CardError(f"{path.name}: holds {len(entries)} [[entry]] cards; use read_sidecar_entries")
+    return entries[0]
+
+
+def read_sidecar_entries(path: Path, module) -> list[Entry]:
+    """Every card of a sidecar: a flat card, an ``[entry]`` table, or ``[[entry]]`` tables (each with a name)."""
     with open(path, "rb") as fh:
         data = tomllib.load(fh)
-    data = dict(data.get("entry", data))
+    tables = data.get("entry", data)
+    if isinstance(tables, list):
+        if set(data) - {"entry"}:
+            raise CardError(f"{path.name}: with [[entry]] tables every field goes inside a table; "
+                            f"found top-level {sorted(set(data) - {'entry'})}")
+        names = [t.get("name") for t in tables]
+        if len(tables) > 1 and (None in names or len(set(names)) != len(names)):
+            raise CardError(f"{path.name}: each [[entry]] needs its own name, found {names}")
+        return [_sidecar_entry(path, module, dict(t)) for t in tables]
+    return [_sidecar_entry(path, module, dict(tables))]
+
+
+def _sidecar_entry(path: Path, module, data: dict) -> Entry:
     unknown = set(data) - SIDECAR_FIELDS
     if unknown:
         raise CardError(f"{path.name}: unknown card fields {sorted(unknown)}; allowed: {sorted(SIDECAR_FIELDS)}")
@@ -147,7 +167,7 @@ def entries_of_file(path: Path, *, infer: bool = True) -> tuple[list[Entry], Pro
     try:
         sidecar = path.with_suffix(".toml")
         if sidecar.is_file():
-            return [read_sidecar(sidecar, module)], None
+            return read_sidecar_entries(sidecar, module), None
         declared = getattr(module, "ENTRIES", None)
         if declared is not None:
             entries = list(declared)
