@@ -65,6 +65,8 @@ def main(args) -> int:
     from harness.summary import notes, rich_table
 
     console = Console()
+    if not console.is_terminal:  # logs and CI: do not squeeze the table into 80 columns
+        console = Console(width=200)
     extra = {}
     if args.backend == "ray":
         extra = {"exclusive_timing": args.exclusive_timing, "retries": args.retries}
@@ -80,6 +82,12 @@ def main(args) -> int:
     except (RunError, ValueError) as exc:
         console.print(f"[red]esr run: {exc}[/]")
         return 2
+    for rec in outcome.records:
+        card = rec.get("card") or {}
+        if card.get("source") == "inferred":
+            console.print(f"[yellow]inferred card for {rec['entry']}[/]: class {card['model']}(), scale {card['scale']}, "
+                          f"input range {card['input_range']:g}, checkpoint {card['checkpoint']} "
+                          f"(add a sidecar {rec['entry']}.toml to confirm)")
     if outcome.skipped:
         console.print(f"skipped (not at scale {args.scale}): {', '.join(outcome.skipped)}")
     if outcome.reused:

@@ -125,6 +125,8 @@ def checkpoint_hash(card: dict, zoo: Path) -> str | None:
 
 def build_jobs(config: RunConfig, catalog: dict, names: list[str], data: dict) -> list[dict]:
     settings = config.settings.key_dict()
+    if config.extra.get("exclusive_timing"):  # timings taken alone on a machine are another measurement
+        settings["exclusive_timing"] = True
     data_hashes = {split: info["file_hash"] for split, (_, info) in data.items()}
     jobs = []
     for name in names:
@@ -152,7 +154,22 @@ def problem_records(catalog: dict, wanted: list[str] | None) -> list[dict]:
 
 
 def run(config: RunConfig, *, console=None, progress: bool = True) -> Outcome:
-    """Measure every selected entry and write the run folder; returns the records."""
+    """Measure every selected entry and write the run folder; returns the records.
+
+    The run folder is locked for the whole run (``harness.locks.RunLock``): a second
+    driver on the same folder fails with the holder's pid and host instead of writing
+    the same records.
+    """
+    from harness.locks import LockHeld, RunLock
+
+    try:
+        with RunLock(config.out):
+            return _run_locked(config, console=console, progress=progress)
+    except LockHeld as exc:
+        raise RunError(str(exc)) from None
+
+
+def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Outcome:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     catalog = read_catalog(config.models)

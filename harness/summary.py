@@ -20,6 +20,12 @@ SPLIT_COLUMNS = [
     ("SSIM Y", "ssim_y", lambda v: f"{v:.4f}"),
 ]
 QUALITY = {"psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"}
+UNTRAINED = "*"  # quality of an entry measured without its checkpoint: shown, never ranked
+LEGEND = (
+    "MACs are multiply-accumulates (the challenges call them FLOPs) at the run's complexity input; runtime is the "
+    "mean over trials of the per-trial mean per image; * marks the quality of an untrained entry (no checkpoint): "
+    "shown, never ranked."
+)
 
 
 def splits_of(records) -> list[str]:
@@ -49,7 +55,7 @@ def table_rows(records) -> tuple[list[str], list[list[str]]]:
                 if value is None:
                     row.append("-")
                 elif key in QUALITY and not r.get("trained", False):
-                    row.append(f"({fmt(value)} untrained)")
+                    row.append(f"{fmt(value)}{UNTRAINED}")
                 else:
                     row.append(fmt(value))
         rows.append(row)
@@ -75,9 +81,7 @@ def markdown(records, title: str = "") -> str:
     extra = notes(records)
     if extra:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in extra]
-    lines += ["", "MACs are multiply-accumulates (the challenges call them FLOPs) at the run's complexity input; "
-              "runtime is the mean over trials of the per-trial mean per image; quality of untrained entries is "
-              "shown in parentheses and never ranked."]
+    lines += ["", LEGEND]
     return "\n".join(lines) + "\n"
 
 
@@ -85,7 +89,7 @@ def rich_table(records, title: str = ""):
     from rich.table import Table
 
     headers, rows = table_rows(records)
-    table = Table(title=title or None, show_lines=False)
+    table = Table(title=title or None, caption=LEGEND, show_lines=False)
     for i, h in enumerate(headers):
         table.add_column(h, justify="left" if i < 2 else "right", no_wrap=i == 0)
     styles = {"ok": "green", "untrained": "yellow"}

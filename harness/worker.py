@@ -58,7 +58,13 @@ def load_entry(file: str, name: str):
 
 
 def prepare_model(entry, zoo_dir, device: str = "cpu") -> Prepared:
-    """Build on the CPU, load strictly, apply the deploy step; then move to ``device``."""
+    """Build on the CPU, load strictly, apply the deploy step; then move to ``device``.
+
+    The RNG is seeded first, so an untrained entry gets the same random weights every run.
+    """
+    import torch
+
+    torch.manual_seed(0)
     try:
         model = entry.build()
     except Exception as exc:
