@@ -24,5 +24,7 @@ def text(value: float, digits: int, thousands: bool = False) -> str:
         return "-"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
+    if abs(value) >= 1e12:  # e.g. exp(2 F/F0) of a model far off the baseline: scientific, not 290 digits
+        return f"{float(value):.{max(digits, 2)}e}"
     rounded = Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
     return f"{rounded:,.{digits}f}" if thousands else f"{rounded:.{digits}f}"

@@ -399,3 +399,10 @@ def test_report_writes_every_format(tmp_path):
     assert report_main(parse(add_report_arguments, [str(run)])) == 0
     stems = {p.stem for p in (run / "report").iterdir()}
     assert stems == {"ntire2024", "ntire2025", "ntire2026"}
+
+
+def test_huge_scores_print_in_scientific_notation():
+    from leaderboard.fmt import text
+
+    assert text(7.799693159954473e290, 4) == "7.7997e+290"
+    assert text(26.895, 2) == "26.90"
