@@ -290,7 +290,7 @@ def model_checks(job: dict, rec: Recorder) -> None:
 
 def _problem_fix(problem) -> str:
     if problem.status == "no_card":
-        return "add a sidecar card teamNN_Name.toml with class, scale and input_range (see docs/submitting.md)"
+        return "add a sidecar card teamNN_Name.toml with class, scale and input_range (see 'Submitting a model' in README.md)"
     if problem.status == "card_error":
         return "correct the card field named above"
     return "make the file importable with only the listed requirements (no custom compiled operators, no missing packages)"

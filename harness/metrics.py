@@ -1,6 +1,6 @@
 """Quality metrics with every convention explicit: ``to_uint8``, ``rgb2y``, ``psnr``, ``ssim``.
 
-Conventions (see docs/quality.md):
+Conventions (see "Quality conventions" in README.md):
 
 - Inputs of ``psnr``/``ssim`` are uint8 ``H x W x 3`` RGB images of equal shape; a float
   SR output is first turned into uint8 by ``to_uint8`` (clip, round half to even), as the
@@ -76,7 +76,7 @@ def rgb2y(img: np.ndarray) -> np.ndarray:
     does for uint8 input (coefficients ``(1/255) * 65.481`` etc., ``imlincomb`` order
     ``K1 R + K2 G + K3 B + 16``) and rounded half away from zero like MATLAB's uint8 output.
     194 of the 2^24 colours are exact ties (.5) in rational arithmetic; the float evaluation
-    decides them, as in MATLAB (see docs/quality.md).
+    decides them, as in MATLAB (see "Quality conventions" in README.md).
     """
     img = _check_uint8_rgb(img, "rgb2y")
     x = img.astype(np.float64)
