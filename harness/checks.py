@@ -590,7 +590,7 @@ def probe_checks(model, entry, rec: Recorder) -> bool:
         rec.add(CheckResult(
             "no lazy fusion", "fail",
             f"{name}: the first forward changed the model (params {before[0]:,} -> {after[0]:,}, state dict changed)",
-            f"re-parameterise in a method and declare deploy = \"<method>\" on the card; never inside forward()", name))
+            "re-parameterise in a method and declare deploy = \"<method>\" on the card; never inside forward()", name))
         with torch.inference_mode():
             out1 = model(x.clone())  # compare the settled model with itself below
         after = state_fingerprint(model)

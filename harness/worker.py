@@ -18,7 +18,6 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.card import CardError
 from harness.checkpoint import LoadError, load_entry_checkpoint
 from harness.deploy import DeployError, apply_deploy
 from harness.discovery import entries_of_file, one_line

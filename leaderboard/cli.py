@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from leaderboard import render
@@ -17,13 +15,10 @@ SUFFIX = {"md": ".md", "csv": ".csv", "tex": ".tex", "json": ".json", "png": ".p
 
 
 def write_text(path: Path, content: str) -> None:
-    """Atomic write: temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(content)
-    os.replace(tmp, path)
+    """Atomic write (temporary file in the same folder, then rename); harness.records needs no torch."""
+    from harness.records import atomic_write_text
+
+    atomic_write_text(path, content)
 
 
 def add_rank_arguments(parser) -> None:

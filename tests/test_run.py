@@ -142,7 +142,6 @@ def test_changed_checkpoint_is_remeasured(first_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(first_run["out"], out)
     args = ["run", "--models", str(first_run["models"]), "--zoo", str(zoo), "--out", str(out), "--entries", "good", *FAST]
-    from harness.runner import read_catalog  # noqa: F401  (same code path as esr run)
 
     sd = torch.load(zoo / "good.pth", weights_only=True)
     sd["conv.bias"] += 1.0
