@@ -176,6 +176,11 @@ def _by_stem(files: list[Path], role: str, folder: Path, problems: list[str]) ->
     return out
 
 
+def _ignored_note(folder: Path, others: list[Path]) -> str:
+    names = ", ".join(p.name for p in others[:5]) + (" ..." if len(others) > 5 else "")
+    return f"ignored non-image files in {folder.name}/: {names}"
+
+
 def match_pairs(layout: Layout, *, scale: int) -> tuple[list[FilePair], list[str], list[str]]:
     """Pair HR and LR files by stem: ``(pairs sorted by stem, problems, notes)``.
 
@@ -186,8 +191,7 @@ def match_pairs(layout: Layout, *, scale: int) -> tuple[list[FilePair], list[str
     notes: list[str] = []
     hr_files, hr_other = list_images(layout.hr_dir)
     if hr_other:
-        notes.append(f"ignored non-image files in {layout.hr_dir.name}/: " + ", ".join(p.name for p in hr_other[:5])
-                     + (" ..." if len(hr_other) > 5 else ""))
+        notes.append(_ignored_note(layout.hr_dir, hr_other))
     if not hr_files:
         raise LayoutError(f"{layout.hr_dir}: no HR images (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}); "
                           "put the HR images there or fix the path")
@@ -196,8 +200,7 @@ def match_pairs(layout: Layout, *, scale: int) -> tuple[list[FilePair], list[str
         return [FilePair(s, p, None) for s, p in sorted(hr.items())], problems, notes
     lr_files, lr_other = list_images(layout.lr_dir)
     if lr_other:
-        notes.append(f"ignored non-image files in {layout.lr_dir.name}/: " + ", ".join(p.name for p in lr_other[:5])
-                     + (" ..." if len(lr_other) > 5 else ""))
+        notes.append(_ignored_note(layout.lr_dir, lr_other))
     if not lr_files:
         raise LayoutError(f"{layout.lr_dir}: no LR images for the {len(hr)} HR images in {layout.hr_dir}; "
                           f"add the LR images (named <stem>x{scale}.png), or pass {layout.hr_dir} alone "

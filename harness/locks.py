@@ -24,23 +24,36 @@ class LockHeld(RuntimeError):
     """Another live driver holds the run folder."""
 
 
-def _proc_start(pid: int) -> str | None:
-    """Start time of ``pid`` in clock ticks since boot (Linux), to tell a reused pid apart."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of ``/proc/<pid>/stat`` after the command name (Linux), or None."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
+            return fh.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
 
 
-def _alive(pid: int, start: str | None) -> bool:
+def _proc_start(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot (Linux), to tell a reused pid apart."""
+    fields = _stat_fields(pid)
+    return fields[19] if fields and len(fields) > 19 else None
+
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
+    """True while ``pid`` runs: a zombie (killed, not yet reaped) counts as dead, and so does a
+    reused pid whose start time differs from ``start``."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return start is None or _proc_start(pid) in (None, start)
+    fields = _stat_fields(pid)
+    if fields is None:
+        return True
+    if fields[0] == "Z":
+        return False
+    return start is None or len(fields) <= 19 or fields[19] == start
 
 
 def holder_info() -> dict:
@@ -101,7 +114,7 @@ class RunLock:
             except FileExistsError:
                 info = _read(path)
                 stale = (info and info.get("host") == socket.gethostname()
-                         and not _alive(int(info.get("pid", 0)), info.get("start")))
+                         and not pid_alive(int(info.get("pid", 0)), info.get("start")))
                 if not stale:
                     raise LockHeld(self._held_message(info, path)) from None
                 os.unlink(path)  # the holder on this host is gone

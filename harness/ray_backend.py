@@ -35,6 +35,7 @@ import socket
 import tempfile
 from pathlib import Path
 
+from harness.locks import pid_alive
 from harness.records import error_record, provenance
 from harness.runner import RunError, progress_bar
 
@@ -91,24 +92,9 @@ class NodeLedger:
 
     def purge_dead(self, alive=None) -> list[str]:
         """Forget tokens whose task process is gone (its Ray worker was killed)."""
-        alive = alive or _pid_alive
+        alive = alive or pid_alive
         dead = [k for k, t in self.active.items() if t["pid"] is not None and not alive(t["pid"])]
         return [self.active.pop(k)["entry"] for k in dead]
-
-
-def _pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs; a killed worker not yet reaped (zombie) counts as dead."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 class _LedgerActor:

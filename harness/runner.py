@@ -8,7 +8,6 @@ settings) is unchanged, unless ``force``.
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -179,7 +178,8 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     write_run_file(config, catalog, names, skipped, data)
 
     records_dir = out / "records"
-    for rec in problem_records(catalog, config.entries):
+    problems = problem_records(catalog, config.entries)
+    for rec in problems:
         atomic_write_json(records_dir / f"{rec['entry']}.json", rec)
     reused, todo = [], []
     for job in jobs:
@@ -192,8 +192,7 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     backend = make_backend(config)
     backend.execute(todo, on_record=lambda rec: atomic_write_json(records_dir / f"{rec['entry']}.json", rec),
                     console=console, progress=progress)
-    ordered = [read_json(records_dir / f"{n}.json") for n in names]
-    ordered += [read_json(records_dir / f"{r['entry']}.json") for r in problem_records(catalog, config.entries)]
+    ordered = [read_json(records_dir / f"{n}.json") for n in names] + problems
     ordered = [r for r in ordered if r]
     write_summary(out, ordered)
     return Outcome(records=ordered, skipped=skipped, reused=reused, measured=[j["entry"] for j in todo])
@@ -280,7 +279,3 @@ def write_summary(out: Path, records: list[dict]) -> None:
 
 def load_records(out: Path) -> list[dict]:
     return [r for r in (read_json(p) for p in sorted((Path(out) / "records").glob("*.json"))) if r]
-
-
-def dump(obj) -> str:
-    return json.dumps(obj, indent=1)
