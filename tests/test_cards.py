@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cards_convert import card_toml, convert, toml_value, write_cards
+from harness.submissions.cards_convert import card_toml, convert, toml_value, write_cards
 from harness.cli import main as esr
 
 try:
@@ -160,7 +160,7 @@ def test_written_cards_round_trip_through_toml(demo, tmp_path):
 
 def test_cards_are_read_by_discovery(demo, tmp_path):
     """The converted cards declare entries once the teams' files sit beside them."""
-    from harness.discovery import discover
+    from harness.submissions.discovery import discover
 
     models = tmp_path / "models"
     models.mkdir()

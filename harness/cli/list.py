@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 def add_arguments(p) -> None:
-    from harness.cli import default_models, default_zoo
+    from harness.cli.common import default_models, default_zoo
 
     p.add_argument("--models", type=Path, default=default_models(), help="folder of model files")
     p.add_argument("--zoo", type=Path, default=default_zoo(), help="folder of checkpoints")
@@ -15,7 +15,7 @@ def main(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.runner import RunError, read_catalog
+    from harness.running.runner import RunError, read_catalog
 
     console = Console()
     try:

@@ -1,8 +1,8 @@
 """Orchestrate a run: data decoded once, one isolated subprocess per entry, resumable.
 
 The parent process never imports a team's model file: the catalog is read by a
-subprocess (``python -m harness.discovery``), and each entry is measured by another
-(``python -m harness.worker``). Records are written atomically; a rerun skips every
+subprocess (``python -m harness.submissions.discovery``), and each entry is measured by another
+(``python -m harness.running.worker``). Records are written atomically; a rerun skips every
 entry whose record is complete and whose key (card, checkpoint hash, data hashes,
 settings) is unchanged, unless ``force``.
 """
@@ -15,15 +15,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.checkpoint import sha256_file
-from harness.records import atomic_write_json, atomic_write_text, is_complete, provenance, read_json, record_key, error_record
-from harness.settings import RunSettings
+from harness.submissions.checkpoint import sha256_file
+from harness.running.records import atomic_write_json, atomic_write_text, is_complete, provenance, read_json, record_key, error_record
+from harness.running.errors import RunError
+from harness.running.progress import progress_bar
+from harness.running.settings import RunSettings
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-class RunError(RuntimeError):
-    """The run cannot start (bad data, bad models folder, unknown entry)."""
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -60,7 +58,7 @@ def read_catalog(models: Path, timeout_s: float = 600) -> dict:
     """Discover entries in a subprocess; a team file cannot take the parent down."""
     with tempfile.TemporaryDirectory(prefix="esr-cat-") as tmp:
         out = Path(tmp) / "catalog.json"
-        proc = subprocess.run([sys.executable, "-m", "harness.discovery", str(models), str(out)],
+        proc = subprocess.run([sys.executable, "-m", "harness.submissions.discovery", str(models), str(out)],
                               capture_output=True, text=True, timeout=timeout_s)
         result = read_json(out)
     if result is None:
@@ -95,7 +93,7 @@ def select_entries(catalog: dict, wanted: list[str] | None, scale: int) -> tuple
 
 def prepare_data(config: RunConfig) -> dict:
     """Load, validate and cache every split once; {split: (cache path, description)}."""
-    from harness.data import DataError, describe, load_split, save_cache
+    from harness.data.splits import DataError, describe, load_split, save_cache
 
     specs = {"valid": config.data}
     if config.test:
@@ -155,11 +153,11 @@ def problem_records(catalog: dict, wanted: list[str] | None) -> list[dict]:
 def run(config: RunConfig, *, console=None, progress: bool = True) -> Outcome:
     """Measure every selected entry and write the run folder; returns the records.
 
-    The run folder is locked for the whole run (``harness.locks.RunLock``): a second
+    The run folder is locked for the whole run (``harness.running.locks.RunLock``): a second
     driver on the same folder fails with the holder's pid and host instead of writing
     the same records.
     """
-    from harness.locks import LockHeld, RunLock
+    from harness.running.locks import LockHeld, RunLock
 
     try:
         with RunLock(config.out):
@@ -202,7 +200,7 @@ def make_backend(config: RunConfig):
     if config.backend == "local":
         return LocalBackend()
     if config.backend == "ray":
-        from harness.ray_backend import RayBackend
+        from harness.running.ray_backend import RayBackend  # optional dependency: imported on demand
 
         return RayBackend(address=config.address, **config.extra)
     raise RunError(f"unknown backend {config.backend!r}; use 'local' or 'ray'")
@@ -214,7 +212,7 @@ class LocalBackend:
     fairness = {"backend": "local", "concurrent_entries": 1}
 
     def execute(self, jobs: list[dict], *, on_record, console=None, progress: bool = True) -> None:
-        from harness.execute import execute_job
+        from harness.running.execute import execute_job
 
         with progress_bar(len(jobs), console, enabled=progress) as advance:
             for job in jobs:
@@ -223,33 +221,6 @@ class LocalBackend:
                 record["fairness"] = dict(self.fairness, exclusive_timing=True)
                 on_record(record)
                 advance(f"{job['entry']}: {record['status']}", done=True)
-
-
-class progress_bar:
-    """A rich progress bar over entries (a no-op when disabled)."""
-
-    def __init__(self, total: int, console=None, enabled: bool = True):
-        self.total, self.console, self.enabled = total, console, enabled and total > 0
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda text, done: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=self.console, transient=False)
-        self._progress.__enter__()
-        task = self._progress.add_task("measuring", total=self.total)
-
-        def advance(text: str, done: bool) -> None:
-            self._progress.update(task, description=text, advance=1 if done else 0)
-
-        return advance
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._progress.__exit__(*exc)
-        return False
 
 
 def write_run_file(config: RunConfig, catalog: dict, names, skipped, data) -> None:
@@ -272,7 +243,7 @@ def write_run_file(config: RunConfig, catalog: dict, names, skipped, data) -> No
 
 
 def write_summary(out: Path, records: list[dict]) -> None:
-    from harness.summary import markdown
+    from harness.running.summary import markdown
 
     atomic_write_text(Path(out) / "leaderboard.md", markdown(records, title=f"Run {Path(out).name}"))
 

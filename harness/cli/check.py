@@ -13,7 +13,7 @@ DEFAULT_INPUT = "3x256x256"
 
 
 def add_arguments(p) -> None:
-    from harness.cli import default_models, default_zoo
+    from harness.cli.common import default_models, default_zoo
 
     p.add_argument("path", type=Path, help="the model file, its sidecar .toml, or a folder holding one submission")
     p.add_argument("--zoo", type=Path, default=None,
@@ -31,9 +31,9 @@ def track_baseline(track: str, models: Path, zoo: Path) -> dict:
     """``{"track", "entries", "models", "zoo"}``: the candidate names of the track's baseline entry.
 
     Names come from ``leaderboard/tracks/<track>.toml`` (``[baseline] entries``) or, without a
-    track file, from :data:`harness.checks.TRACK_BASELINES`; unknown tracks raise ValueError.
+    track file, from :data:`harness.checks.baseline.TRACK_BASELINES`; unknown tracks raise ValueError.
     """
-    from harness.checks import TRACK_BASELINES
+    from harness.checks.baseline import TRACK_BASELINES
 
     names = _baseline_from_track_file(track) or ([TRACK_BASELINES[track]] if track in TRACK_BASELINES else None)
     if not names:
@@ -45,7 +45,7 @@ def track_baseline(track: str, models: Path, zoo: Path) -> dict:
     return info
 
 
-TRACKS_DIR = Path(__file__).resolve().parents[1] / "leaderboard" / "tracks"
+TRACKS_DIR = Path(__file__).resolve().parents[2] / "leaderboard" / "tracks"
 
 
 def _baseline_from_track_file(track: str) -> list[str] | None:
@@ -72,8 +72,9 @@ def _baseline_from_track_file(track: str) -> list[str] | None:
 def check_submission(path, *, zoo=None, data=None, track=None, models=None, baseline_zoo=None,
                      input_shape=(1, 3, 256, 256), timeout_s: float = 600.0) -> list:
     """All checks on one submission; returns the CheckResult list (static checks first)."""
-    from harness.checks import check_naming, check_single_file, locate, run_model_checks, zoo_candidates
-    from harness.cli import default_models, default_zoo
+    from harness.checks.process import run_model_checks
+    from harness.checks.static import check_naming, check_single_file, locate, zoo_candidates
+    from harness.cli.common import default_models, default_zoo
 
     sub, results = locate(path)
     if sub.model_file is None:
@@ -114,7 +115,7 @@ def main(args) -> int:
     from rich.console import Console
     from rich.text import Text
 
-    from harness.settings import parse_shape
+    from harness.running.settings import parse_shape
 
     console = Console(soft_wrap=True)
     try:

@@ -1,4 +1,4 @@
-"""Measure ONE entry; runs in its own subprocess (``python -m harness.worker JOB.json``).
+"""Measure ONE entry; runs in its own subprocess (``python -m harness.running.worker JOB.json``).
 
 Stages, each mapped to the record status it yields when it fails:
 import/card (``import_error``/``card_error``) -> build (``build_error``) -> load
@@ -18,11 +18,11 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.checkpoint import LoadError, load_entry_checkpoint
-from harness.deploy import DeployError, apply_deploy
-from harness.discovery import entries_of_file, one_line
-from harness.records import SCHEMA, atomic_write_json, provenance
-from harness.settings import RunSettings
+from harness.submissions.checkpoint import LoadError, load_entry_checkpoint
+from harness.measure.deploy import DeployError, apply_deploy
+from harness.submissions.discovery import entries_of_file, one_line
+from harness.running.records import SCHEMA, atomic_write_json, provenance
+from harness.running.settings import RunSettings
 
 
 class StageError(RuntimeError):
@@ -113,9 +113,9 @@ def to_input(lr, input_range: float, device: str):
 
 def measure_split(prepared: Prepared, split, settings: RunSettings, device: str, forward) -> dict:
     """Warm-up, timed trials, quality on the first trial's outputs, peak memory."""
-    from harness.memory import PeakMemory
-    from harness.metrics import psnr, ssim, to_uint8
-    from harness.timing import run_timed
+    from harness.measure.memory import PeakMemory
+    from harness.measure.metrics import psnr, ssim, to_uint8
+    from harness.measure.timing import run_timed
 
     entry = prepared.entry
     crop = settings.crop_for(entry.scale)
@@ -164,7 +164,7 @@ def mean_quality(values) -> float:
 
 def timed_with_settle(prepared: Prepared, split, settings, device, forward, flags: list) -> dict:
     """Time a split; if the model changes itself while running, flag it and re-time once settled."""
-    from harness.timing import state_fingerprint
+    from harness.measure.timing import state_fingerprint
 
     before = state_fingerprint(prepared.model)
     result = measure_split(prepared, split, settings, device, forward)
@@ -184,7 +184,7 @@ def measure(job: dict) -> dict:
     """Run every stage for the job's entry and return its record."""
     import torch
 
-    from harness.data import load_cache
+    from harness.data.splits import load_cache
 
     settings = RunSettings.from_dict(job["settings"])
     name = job["entry"]
@@ -199,7 +199,7 @@ def measure(job: dict) -> dict:
 
     complexity = None
     if settings.complexity:
-        from harness.complexity import profile
+        from harness.measure.complexity import profile
 
         try:
             complexity = profile(prepared.model, input_shape=settings.input_shape, device=device,
@@ -209,7 +209,7 @@ def measure(job: dict) -> dict:
             complexity = {"error": one_line(exc)}
             flags.append(f"{name}: complexity could not be measured: {one_line(exc)}")
 
-    from harness.inference import wrap_forward
+    from harness.measure.inference import wrap_forward
 
     forward, mode = wrap_forward(prepared.model, scale=entry.scale, **settings.modes)
     metrics = {"params": sum(p.numel() for p in prepared.model.parameters())}
@@ -311,7 +311,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     die_with_parent()
     if len(argv) != 1:
-        print("usage: python -m harness.worker JOB.json", file=sys.stderr)
+        print("usage: python -m harness.running.worker JOB.json", file=sys.stderr)
         return 2
     with open(argv[0]) as fh:
         job = json.load(fh)

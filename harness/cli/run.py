@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.settings import RunSettings, parse_shape
+from harness.running.settings import RunSettings, parse_shape
 
 
 def add_arguments(p) -> None:
-    from harness.cli import default_models, default_zoo
+    from harness.cli.common import default_models, default_zoo
 
     p.add_argument("--models", type=Path, default=default_models(), help="folder of model files (default: models/)")
     p.add_argument("--zoo", type=Path, default=default_zoo(), help="folder of checkpoints (default: $ESR_ZOO or model_zoo/)")
@@ -61,8 +61,8 @@ def settings_from_args(args) -> RunSettings:
 def main(args) -> int:
     from rich.console import Console
 
-    from harness.runner import RunConfig, RunError, run
-    from harness.summary import notes, rich_table
+    from harness.running.runner import RunConfig, RunError, run
+    from harness.running.summary import notes, rich_table
 
     console = Console()
     if not console.is_terminal:  # logs and CI: do not squeeze the table into 80 columns

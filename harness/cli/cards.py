@@ -19,7 +19,7 @@ def main(args) -> int:
     from rich.console import Console
     from rich.text import Text
 
-    from harness.cards_convert import convert, write_cards
+    from harness.submissions.cards_convert import convert, write_cards
 
     console = Console(soft_wrap=True)
     if getattr(args, "cards_command", None) != "from-test-demo":

@@ -176,7 +176,7 @@ def _check_uint8_rgb(img, who: str) -> np.ndarray:
     if img.dtype != np.uint8:
         if np.issubdtype(img.dtype, np.floating):
             raise ValueError(f"{who}: got a {img.dtype} image; convert float outputs with "
-                             "harness.metrics.to_uint8(x, input_range) first")
+                             "harness.measure.metrics.to_uint8(x, input_range) first")
         raise ValueError(f"{who}: expected a uint8 image, got {img.dtype}")
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"{who}: expected an H x W x 3 RGB image, got shape {img.shape}")

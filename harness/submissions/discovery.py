@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.card import CardError, Entry
+from harness.core.card import CardError, Entry
 
 try:
     import tomllib
@@ -173,7 +173,7 @@ def entries_of_file(path: Path, *, infer: bool = True) -> tuple[list[Entry], Pro
             entries = list(declared)
             for e in entries:
                 if not isinstance(e, Entry):
-                    raise CardError(f"{path.name}: ENTRIES must hold harness.card.Entry objects, found {type(e).__name__}")
+                    raise CardError(f"{path.name}: ENTRIES must hold harness.core.card.Entry objects, found {type(e).__name__}")
                 e.file = str(path)
             return entries, None
         if infer:
@@ -239,7 +239,7 @@ def catalog_to_json(catalog: Catalog) -> dict:
     }
 
 
-if __name__ == "__main__":  # python -m harness.discovery MODELS_DIR OUT.json (model files may print)
+if __name__ == "__main__":  # python -m harness.submissions.discovery MODELS_DIR OUT.json (model files may print)
     import json
 
     try:

@@ -2,8 +2,8 @@
 
 Each entry is a Ray task that owns one whole GPU (``num_gpus=1``) or, on a cluster
 without GPUs, ``num_cpus_per_entry`` CPUs. The task calls
-:func:`harness.execute.execute_job`, exactly like the local backend: the entry is measured
-in its own ``python -m harness.worker`` subprocess with a time limit and the same record
+:func:`harness.running.execute.execute_job`, exactly like the local backend: the entry is measured
+in its own ``python -m harness.running.worker`` subprocess with a time limit and the same record
 comes back. The driver gathers records with ``ray.wait`` as they finish and hands each to
 ``on_record`` (the runner writes it atomically into the run folder).
 
@@ -35,9 +35,10 @@ import socket
 import tempfile
 from pathlib import Path
 
-from harness.locks import pid_alive
-from harness.records import error_record, provenance
-from harness.runner import RunError, progress_bar
+from harness.running.locks import pid_alive
+from harness.running.records import error_record, provenance
+from harness.running.errors import RunError
+from harness.running.progress import progress_bar
 
 INSTALL_HINT = 'the ray backend needs Ray: pip install -e ".[ray]" (or pip install "ray>=2.9")'
 # Record fields the timing phase owns in exclusive mode (everything else comes from the quality phase).
@@ -248,7 +249,7 @@ def _entry_task(job: dict, blobs: dict, ledgers: dict, exclusive: bool, ship_alw
     """Runs on a Ray worker: materialise data, take the node ledger, measure, report."""
     import ray
 
-    from harness.execute import execute_job
+    from harness.running.execute import execute_job
 
     context = ray.get_runtime_context()
     node = context.get_node_id()

@@ -86,7 +86,7 @@ def explain_op(op: str) -> str:
 
 
 def _fingerprint(model) -> tuple:
-    from harness.timing import state_fingerprint
+    from harness.measure.timing import state_fingerprint
 
     return state_fingerprint(model)
 

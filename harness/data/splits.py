@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.bicubic import imresize, modcrop
-from harness.data_cache import read_arrays, write_arrays
-from harness.data_layouts import Layout, LayoutError, find_layout, match_pairs
+from harness.data.bicubic import imresize, modcrop
+from harness.data.cache import read_arrays, write_arrays
+from harness.data.layouts import Layout, LayoutError, find_layout, match_pairs
 
 BUILTIN_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 BUILTIN_CROP = 256  # centre crop (pixels, per side at most) that keeps the default demo fast on a CPU
 # Names the LR generator in file hashes and cache keys; change it when the resize changes.
-LR_METHOD = "harness.bicubic.imresize/matlab-bicubic/1"
+LR_METHOD = "harness.data.bicubic.imresize/matlab-bicubic/1"
 
 
 @dataclass(eq=False)

@@ -9,52 +9,19 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import platform
 import socket
 import subprocess
-import tempfile
 from pathlib import Path
 
 import harness
+from harness.core.fsio import atomic_write_json, atomic_write_text, read_json  # noqa: F401 (re-exported)
 
 SCHEMA = "esr-record/1"
 # Statuses after which an entry is finished: rerunning skips it unless --force.
 TERMINAL = {"ok", "untrained", "import_error", "card_error", "no_card", "build_error", "load_error",
             "run_error", "bad_output", "timeout", "oom", "crashed"}
 MEASURED = {"ok", "untrained"}
-
-
-def atomic_write_json(path: str | Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temporary file in the same folder, flush to disk, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def read_json(path: str | Path):
-    """The parsed file, or None when it is absent or not valid JSON."""
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
 
 
 def record_key(card: dict, checkpoint_sha256: str | None, data_hashes: dict, settings: dict) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def add_arguments(p) -> None:
-    from harness.cli import default_models, default_zoo
+    from harness.cli.common import default_models, default_zoo
 
     p.add_argument("entry", metavar="ENTRY", help="entry name (see `esr list`)")
     p.add_argument("--models", type=Path, default=default_models(), help="folder of model files")
@@ -23,8 +23,8 @@ def add_arguments(p) -> None:
 
 def profile_entry(entry, zoo, input_shape, device: str = "cpu") -> dict:
     """Build, load and deploy the entry as a run would, then profile it."""
-    from harness.complexity import profile
-    from harness.worker import prepare_model
+    from harness.measure.complexity import profile
+    from harness.running.worker import prepare_model
 
     prepared = prepare_model(entry, zoo, device)
     result = profile(prepared.model, input_shape=input_shape, device=device, input_range=entry.input_range)
@@ -79,9 +79,9 @@ def render(result: dict, console) -> None:
 def main(args) -> int:
     from rich.console import Console
 
-    from harness.discovery import DiscoveryError, UnknownEntry, discover, get_entry
-    from harness.settings import parse_shape
-    from harness.worker import StageError
+    from harness.submissions.discovery import DiscoveryError, UnknownEntry, discover, get_entry
+    from harness.running.settings import parse_shape
+    from harness.running.worker import StageError
 
     console = Console(stderr=args.json)
     try:

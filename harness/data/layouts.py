@@ -7,7 +7,7 @@ Layouts (``docs/data.md`` shows a tree of each):
   ``DIV2K_LSDIR_{split}_LR/000001x4.png``;
 - ``benchmark`` (Set5, Set14, ...): ``HR/baby.png`` with ``LR_bicubic/X4/babyx4.png``;
 - ``pair``: ``HR_DIR,LR_DIR`` or a folder holding exactly ``HR/`` and ``LR/``;
-- ``hr_only``: a folder of HR images; the LR is generated (``harness.data``).
+- ``hr_only``: a folder of HR images; the LR is generated (``harness.data.splits``).
 
 A root holding sub-layouts of several splits (``DIV2K_valid_HR`` and ``DIV2K_test_HR``, or
 ``valid/`` and ``test/`` sub-folders) gives the one that matches ``split``.

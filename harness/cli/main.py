@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
 
 # name: (module, add_arguments attribute, main attribute, help)
 COMMANDS = {
-    "run": ("harness.run_cmd", "add_arguments", "main", "measure every entry and print the table"),
-    "list": ("harness.list_cmd", "add_arguments", "main", "list the entries a models folder declares"),
-    "profile": ("harness.profile_cmd", "add_arguments", "main", "complexity of one entry without running data"),
-    "check": ("harness.check_cmd", "add_arguments", "main", "check one submission and print a checklist"),
-    "cards": ("harness.cards_cmd", "add_arguments", "main", "write sidecar cards (from an NTIRE test_demo.py)"),
+    "run": ("harness.cli.run", "add_arguments", "main", "measure every entry and print the table"),
+    "list": ("harness.cli.list", "add_arguments", "main", "list the entries a models folder declares"),
+    "profile": ("harness.cli.profile", "add_arguments", "main", "complexity of one entry without running data"),
+    "check": ("harness.cli.check", "add_arguments", "main", "check one submission and print a checklist"),
+    "cards": ("harness.cli.cards", "add_arguments", "main", "write sidecar cards (from an NTIRE test_demo.py)"),
     "rank": ("leaderboard.cli", "add_rank_arguments", "rank_main", "rank records or a CSV under a track's rules"),
     "report": ("leaderboard.cli", "add_report_arguments", "report_main", "write every table and plot for a run"),
 }
-
-
-def default_models() -> Path:
-    return Path(os.environ.get("ESR_MODELS", REPO / "models"))
-
-
-def default_zoo() -> Path:
-    return Path(os.environ.get("ESR_ZOO", REPO / "model_zoo"))
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.records import error_record, provenance, read_json
+from harness.running.records import error_record, provenance, read_json
 
 
 def _signal_name(code: int) -> str:
@@ -26,7 +26,7 @@ def _signal_name(code: int) -> str:
 
 
 def execute_job(job: dict, *, timeout_s: float | None = None, env: dict | None = None) -> dict:
-    """Measure ``job['entry']`` in ``python -m harness.worker`` and return the record."""
+    """Measure ``job['entry']`` in ``python -m harness.running.worker`` and return the record."""
     timeout_s = timeout_s or job.get("settings", {}).get("timeout_s") or 1800.0
     name = job["entry"]
     started = time.time()
@@ -35,7 +35,7 @@ def execute_job(job: dict, *, timeout_s: float | None = None, env: dict | None =
         job_path = Path(tmp) / "job.json"
         job_path.write_text(json.dumps(job))
         log_path = Path(tmp) / "log.txt"
-        cmd = [sys.executable, "-m", "harness.worker", str(job_path)]
+        cmd = [sys.executable, "-m", "harness.running.worker", str(job_path)]
         run_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         with open(log_path, "w") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=run_env, start_new_session=True)
