@@ -3,7 +3,7 @@
 Used by ``esr cards from-test-demo`` for branches that static reading cannot decide. The parent
 calls :func:`trace`; the work happens in a child process (``python -m
 harness.submissions.trace_chain TEST_DEMO MODEL_ID OUT.json``, working directory = the challenge
-folder, confined by ``harness.core.sandbox`` when that module exists) because it runs the
+folder, confined by ``harness.core.sandbox.run_confined``) because it runs the
 organizers' and the team's code:
 
 * CUDA calls are neutralised: ``Module.cuda()`` / ``Tensor.cuda()`` return the object on the
@@ -24,7 +24,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import types
@@ -39,17 +38,11 @@ class TraceError(RuntimeError):
 
 # --------------------------------------------------------------------------- parent side
 
-def _confined(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
-    """Run ``cmd`` as a confined child. Hook: ``harness.core.sandbox`` confines it when it exists."""
-    try:
-        from harness.core import sandbox  # noqa: F401  (trust boundary, part 1)
-    except ImportError:
-        sandbox = None
-    runner = getattr(sandbox, "run_confined", None) if sandbox else None
-    if runner is not None:
-        return runner(cmd, cwd=str(cwd), timeout=timeout)
-    return subprocess.run(cmd, cwd=str(cwd), timeout=timeout, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, env=_child_env())
+def _confined(cmd: list[str], cwd: Path, scratch: Path, timeout: float):
+    """Run ``cmd`` confined by ``harness.core.sandbox`` (no network, read-only filesystem but ``scratch``)."""
+    from harness.core.sandbox import run_confined
+
+    return run_confined(cmd, scratch=scratch, timeout_s=timeout, mode="auto", env=_child_env(), cwd=str(cwd))
 
 
 def _child_env() -> dict:
@@ -67,13 +60,13 @@ def trace(test_demo: str | Path, model_id: int, *, timeout: float = 300.0) -> di
     with tempfile.TemporaryDirectory(prefix="esr-trace-") as tmp:
         out = Path(tmp) / "trace.json"
         cmd = [sys.executable, "-m", "harness.submissions.trace_chain", str(test_demo), str(model_id), str(out)]
-        try:
-            proc = _confined(cmd, test_demo.parent, timeout)
-        except subprocess.TimeoutExpired:
-            raise TraceError(f"select_model({model_id}) did not return within {timeout:g} s") from None
+        proc = _confined(cmd, test_demo.parent, Path(tmp), timeout)
+        if proc.timed_out:
+            raise TraceError(f"select_model({model_id}) did not return within {timeout:g} s")
         if not out.is_file():
             tail = ((proc.stderr or "") + (proc.stdout or "")).strip().splitlines()[-1:] or ["no output"]
-            raise TraceError(f"the trace process died (exit {proc.returncode}): {tail[0][:200]}")
+            why = "out of memory" if proc.oom else f"exit {proc.returncode}"
+            raise TraceError(f"the trace process died ({why}): {tail[0][:200]}")
         report = json.loads(out.read_text())
     if report.get("error"):
         raise TraceError(report["error"])
