@@ -181,3 +181,66 @@ def test_weight_norm_model_is_counted_and_left_unchanged():
     with torch.no_grad():
         assert torch.equal(model(x), out_before)
     assert any("cannot be deep-copied" in f for f in r["flags"])
+
+
+def test_run_table_marks_corrected_values_and_missing_complexity():
+    from harness.running.summary import markdown, table_rows
+
+    records = [
+        {"entry": "skewed", "status": "ok", "trained": True, "metrics": {
+            "params": 10, "macs": 1_590_000_000, "macs_corrected": 9_110_000_000,
+            "macs_legacy": 2_000_000_000, "macs_legacy_corrected": 2_000_000_000, "activations": 1, "conv": 1}},
+        {"entry": "blind", "status": "ok", "trained": True, "metrics": {"params": 10},
+         "complexity": {"error": "trace failed"}},
+    ]
+    headers, rows = table_rows(records)
+    macs, legacy = headers.index("MACs (G)"), headers.index("MACs legacy (G)")
+    assert rows[0][macs] == "1.5900\u2020" and rows[0][legacy] == "2.0000"
+    assert rows[1][1] == "ok (no complexity)" and rows[1][macs] == "-"
+    text = markdown(records)
+    assert "skewed [\u2020 corrected]: macs 1.5900 G official, 9.1100 G corrected" in text
+
+
+def test_esr_profile_counts_a_weight_norm_model(tmp_path, capsys):
+    import json
+
+    from harness.cli import main as esr
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "wn.py").write_text(
+        "import torch\nfrom torch import nn\nfrom harness.card import Entry\n\n"
+        "class WN(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.a = nn.utils.weight_norm(nn.Conv2d(3, 48, 3, padding=1))\n"
+        "        self.up = nn.PixelShuffle(4)\n"
+        "    def forward(self, x):\n"
+        "        return self.up(self.a(x))\n\n"
+        "ENTRIES = [Entry(name='wn', model=WN, scale=4)]\n")
+    code = esr(["profile", "wn", "--models", str(models), "--zoo", str(tmp_path), "--input", "3x8x8", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["macs"] == out["macs_legacy"] == 9 * 3 * 48 * N and out["conv"] == 1
+    assert out["counted_on"] == "original"
+
+
+@pytest.mark.parametrize("net,needle,fix", [
+    (SamePadding, f"aten::_convolution_mode x2 (hides real work: a convolution with string padding ('same'/'valid') "
+                  f"that fvcore 0.1.5 does not count; hides {(9 * 3 * 6 + 25 * 3 * 6) * N / 1e9:.4f} G MACs",
+     f"official-convention (fvcore) {9 * 6 * 3 * N / 1e9:.4f} G, corrected {(9 * 3 * 6 + 25 * 3 * 6 + 9 * 6 * 3) * N / 1e9:.4f} G"),
+    (CustomFunction, "prim::PythonOp.Square x1 (custom autograd Function", "corrected"),
+    (Opaque, "esrtest::opaque_mm x1 (hides real work: an opaque custom operator", "corrected"),
+    (TokenLinear, "nn.Linear rule is wrong on token input", "the record keeps both values"),
+])
+def test_esr_check_reports_each_artefact(net, needle, fix):
+    from types import SimpleNamespace
+
+    from harness.checks.estimate import measure_entry, operators_check
+
+    torch.manual_seed(0)
+    stats = measure_entry(net().eval(), SimpleNamespace(input_range=1.0, name="t"), (1, 3, H, W))
+    result = operators_check(stats, "t")
+    assert result.status == "warn"
+    assert needle in result.message, result.message
+    assert fix in result.fix, result.fix

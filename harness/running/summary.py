@@ -21,10 +21,13 @@ SPLIT_COLUMNS = [
 ]
 QUALITY = {"psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"}
 UNTRAINED = "*"  # quality of an entry measured without its checkpoint: shown, never ranked
+CORRECTED = "\u2020"  # official-convention value that an artefact skews: the corrected one is in the notes
+CORRECTIONS = {"macs": "macs_corrected", "macs_legacy": "macs_legacy_corrected"}
 LEGEND = (
     "MACs are multiply-accumulates (the challenges call them FLOPs) at the run's complexity input; runtime is the "
     "mean over trials of the per-trial mean per image; * marks the quality of an untrained entry (no checkpoint): "
-    "shown, never ranked."
+    "shown, never ranked; \u2020 marks an official-convention MACs value that misses (or miscounts) work: the "
+    "corrected value is in the notes; 'no complexity' marks an entry whose complexity could not be counted."
 )
 
 
@@ -47,8 +50,9 @@ def table_rows(records) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in records:
         m = r.get("metrics", {})
-        row = [r["entry"], r["status"]]
-        row += [fmt(m[key]) if m.get(key) is not None else "-" for _, key, fmt in COLUMNS]
+        row = [r["entry"], status_text(r)]
+        row += [fmt(m[key]) + (CORRECTED if corrected(m, key) is not None else "") if m.get(key) is not None else "-"
+                for _, key, fmt in COLUMNS]
         for split in splits:
             for _, key, fmt in SPLIT_COLUMNS:
                 value = m.get(f"{split}.{key}")
@@ -62,11 +66,28 @@ def table_rows(records) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def status_text(record) -> str:
+    """The status, with 'no complexity' when the counters failed on a measured entry."""
+    failed = isinstance(record.get("complexity"), dict) and "error" in record["complexity"]
+    return f"{record['status']} (no complexity)" if failed else record["status"]
+
+
+def corrected(metrics: dict, key: str):
+    """The corrected value of ``key`` when it differs from the official-convention one, else None."""
+    value = metrics.get(CORRECTIONS.get(key, ""))
+    return value if value is not None and metrics.get(key) is not None and value != metrics[key] else None
+
+
 def notes(records) -> list[str]:
     out = []
     for r in records:
         if r.get("error"):
             out.append(f"{r['entry']} [{r['status']}]: {r['error']}")
+        m = r.get("metrics", {})
+        fixes = [f"{key} {m[key] / 1e9:.4f} G official, {corrected(m, key) / 1e9:.4f} G corrected"
+                 for key in CORRECTIONS if corrected(m, key) is not None]
+        if fixes:
+            out.append(f"{r['entry']} [{CORRECTED} corrected]: {'; '.join(fixes)}")
         for flag in r.get("flags") or []:
             out.append(f"{r['entry']} [flag]: {flag}")
     return out
@@ -95,6 +116,7 @@ def rich_table(records, title: str = ""):
     styles = {"ok": "green", "untrained": "yellow"}
     for r, row in zip(records, rows):
         row = list(row)
-        row[1] = f"[{styles.get(r['status'], 'red')}]{row[1]}[/]"
+        style = styles.get(r["status"], "red") if row[1] == r["status"] or r["status"] not in styles else "yellow"
+        row[1] = f"[{style}]{row[1]}[/]"
         table.add_row(*row)
     return table
