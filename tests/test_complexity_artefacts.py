@@ -244,3 +244,64 @@ def test_esr_check_reports_each_artefact(net, needle, fix):
     assert result.status == "warn"
     assert needle in result.message, result.message
     assert fix in result.fix, result.fix
+
+
+def _fake_extension():
+    """A module shaped like mamba_ssm's interface: a fast function (a custom Function standing for a
+    CUDA kernel: it hides a 1x1 conv 4->4 as far as fvcore and the module hooks can tell, and raises
+    on a CPU when ``cuda_only``) and its pure-PyTorch twin ``scan_ref`` running an nn.Conv2d."""
+    import sys
+    import types
+
+    ext = types.ModuleType("esrtest_fake_ext")
+    ext.cuda_only = False
+
+    class Scan(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, weight):
+            if ext.cuda_only:
+                raise RuntimeError("esrtest_fake_ext: CUDA kernel not available")
+            return torch.einsum("oi,bihw->bohw", weight[:, :, 0, 0], x)  # not a conv op: hidden from hooks
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad, None
+
+    def scan_fn(x, conv):
+        return Scan.apply(x, conv.weight)
+
+    def scan_ref(x, conv):
+        return conv(x)
+
+    scan_fn.__module__ = scan_ref.__module__ = ext.__name__
+    ext.scan_fn, ext.scan_ref = scan_fn, scan_ref
+    sys.modules[ext.__name__] = ext
+    return ext
+
+
+class FastPath(nn.Module):
+    def __init__(self, ext):
+        super().__init__()
+        self.head = nn.Conv2d(3, 4, 1)
+        self.mix = nn.Conv2d(4, 4, 1, bias=False)
+        self.scan = ext.scan_fn
+
+    def forward(self, x):
+        return self.scan(self.head(x), self.mix)
+
+
+def test_fast_path_with_pure_pytorch_twin_is_counted_on_the_twin():
+    ext = _fake_extension()
+    model = FastPath(ext).eval()
+    head, mix = 3 * 4 * N, 4 * 4 * N
+    r = run(model)  # the fast path runs here: official values see the custom Function only as PythonOp
+    assert r["macs"] == head  # fvcore, as the organizers ran it
+    assert r["macs_corrected"] == head + mix
+    assert r["activations"] == 4 * N and r["activations_corrected"] == 8 * N
+    assert r["conv"] == 1 and r["conv_corrected"] == 2
+    assert model.scan is ext.scan_fn  # the swap is undone
+    ext.cuda_only = True  # as on a CPU without the extension: measured on the twin, flagged
+    r = run(model)
+    assert r["macs"] == r["macs_corrected"] == head + mix and r["conv"] == 2
+    assert any("fast path failed here" in f and "scan=scan_fn -> scan_ref" in f for f in r["flags"]), r["flags"]
+    assert model.scan is ext.scan_fn
