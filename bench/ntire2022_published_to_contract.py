@@ -86,6 +86,8 @@ def rank_published(rows: list[dict], seed: int | None = None):
 
 def compare(rows: list[dict], rankings) -> dict:
     """Counts of re-ranked values equal to the printed ones, and the mismatches."""
+    import pandas as pd
+
     ranked = [r for r in rows if r["ranked"] == "yes"]
     checks = {
         "main rank": ("main", "rank", "main_track_rank"),
@@ -110,7 +112,7 @@ def compare(rows: list[dict], rankings) -> dict:
         ok = 0
         for r in ranked:
             got = table.at[r["team"], col] if r["team"] in table.index else None
-            got = None if got is None or got != got else int(got)
+            got = None if got is None or bool(pd.isna(got)) else int(got)
             if got == int(r[pub]):
                 ok += 1
             else:

@@ -133,7 +133,8 @@ def _check_given(table: pd.DataFrame, track: Track, key: str, values: np.ndarray
 def _published_applicability(table: pd.DataFrame, track: Track, key: str) -> str | None:
     """Why the track's published baseline figure for ``key`` does not fit the measured rows."""
     for i in table.index:
-        if table.at[i, "synthetic"] or table.at[i, "kind"] == "reference":
+        if table.at[i, "synthetic"] or table.at[i, "kind"] == "reference" \
+                or table.at[i, "status"] not in RANKABLE_STATUS:
             continue
         why = ctx.mismatch(track, key, table, i)
         if why:

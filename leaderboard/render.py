@@ -206,6 +206,14 @@ def _scalar(value):
     return float(value) if not hasattr(value, "shape") or not value.shape else float(value.ravel()[0])
 
 
+def rule_words(ranking: Ranking) -> str:
+    """The rule with metric labels: "Sorted by Ave. Time", "Sum of the ranks of #Params, FLOPs"."""
+    track, sub = ranking.track, ranking.sub
+    if sub.rule == "sort":
+        return f"Sorted by {track.metrics[sub.by].label}"
+    return "Sum of the ranks of " + ", ".join(track.metrics[k].label for k in sub.of)
+
+
 def title(ranking: Ranking) -> str:
     return f"{ranking.track.title} - {ranking.sub.title}"
 
@@ -384,7 +392,12 @@ def latex(rankings: list[Ranking]) -> str:
             cells = [rank, tex_escape(entry_text(row))]
             for k in keys:
                 v, rk = value_text(r, k, row[k]), rank_text(r, row, k)
-                cells.append(_tex_number(v) + (f"$_{{{rk}}}$" if rk else ""))
+                num = _tex_number(v)
+                if rk and num.endswith("$"):
+                    num = num[:-1] + f"{{}}_{{{rk}}}$"      # one math group: no "$$" in the source
+                elif rk:
+                    num += f"$_{{{rk}}}$"
+                cells.append(num)
             if r.sub.rule == "rank_sum":
                 cells.append(key_text(row))
             if stab:
@@ -393,13 +406,13 @@ def latex(rankings: list[Ranking]) -> str:
                 cells.append(tex_escape(cv_text(row)))
             if with_status:
                 cells.append("" if row["ranked"] and not row["status"] else
-                             r"\raggedright " + tex_escape(row["status"] or ""))
-            body.append(" & ".join(cells) + r" \\")
+                             r"\raggedright " + tex_escape(row["status"] or "").replace(r"\_", r"\_\allowbreak{}"))
+            body.append(" & ".join(cells) + r" \tabularnewline")
         head_cells = [_tex_header(h) for h in head[:-1]] + ([tex_escape("Note")] if with_status else [])
         spec = "rl" + "r" * (len(head_cells) - 2 - int(with_status)) + (r"p{3.6cm}" if with_status else "")
         c = r.context
         data = "; ".join(f"{s}: {', '.join(v)}" for s, v in c.data.items()) or "not recorded"
-        caption = (f"{title(r)}. {r.sub.rule_text.capitalize()}. Data {data}; device "
+        caption = (f"{title(r)}. {rule_words(r)}. Data {data}; device "
                    f"{', '.join(c.devices) or 'not recorded'}; runtime protocol "
                    f"{'; '.join(c.protocols) or (r.track.context.runtime if c.published else '') or 'not recorded'}; "
                    f"harness {', '.join(c.harness) or ('none (published figures)' if c.published else 'not recorded')}.")

@@ -43,9 +43,9 @@ class Assessment:
         if self.omitted:
             return f"Rank stability: not assessed ({self.omitted})."
         return (f"Rank stability: paired bootstrap over images (trials resampled within each image), "
-                f"{self.resamples} resamples, seed {self.seed}; 'tie' marks an entry whose lead over the next "
-                f"is kept in fewer than {self.level:.0%} of resamples ({len(self.ties)} of {len(self.pairs)} "
-                "adjacent pairs).")
+                f"{self.resamples} resamples, seed {self.seed}; 'vs. above' is the fraction of resamples in which "
+                f"the entry ranked just above stays ahead, 'tie' when below {self.level:.0%} "
+                f"({len(self.ties)} of {len(self.pairs)} adjacent pairs).")
 
 
 def runtime_keys(ranking) -> list[str]:
