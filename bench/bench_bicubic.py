@@ -21,8 +21,8 @@ from PIL import Image
 from skimage.io import imread
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from harness.bicubic import imresize, modcrop, round_half_away  # noqa: E402
-from harness.metrics import mean_psnr, psnr  # noqa: E402
+from harness.data.bicubic import imresize, modcrop, round_half_away  # noqa: E402
+from harness.measure.metrics import mean_psnr, psnr  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["baby", "bird", "butterfly", "head", "woman"]

@@ -1,4 +1,4 @@
-"""PSNR + SSIM throughput on a 2K pair: ``harness.metrics`` against a straightforward float64
+"""PSNR + SSIM throughput on a 2K pair: ``harness.measure.metrics`` against a straightforward float64
 NumPy implementation of the same definitions, measured side by side in one run.
 
 Run: ``python bench/bench_metrics.py [--repeats 3]``. The pair is 2040 x 1356 x 3 (DIV2K
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from harness.bicubic import imresize  # noqa: E402
-from harness.metrics import psnr, ssim  # noqa: E402
+from harness.data.bicubic import imresize  # noqa: E402
+from harness.measure.metrics import psnr, ssim  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 1356, 2040
@@ -119,7 +119,7 @@ def main() -> None:
     t_ref, v_ref = best_s(reference, sr, hr, repeats=args.repeats)
     t_fast, v_fast = best_s(harness, sr, hr, repeats=args.repeats)
     print()
-    print("| metric | harness.metrics | float64 reference | abs diff |")
+    print("| metric | harness.measure.metrics | float64 reference | abs diff |")
     print("|---|---:|---:|---:|")
     worst = 0.0
     for key in v_ref:
@@ -130,11 +130,11 @@ def main() -> None:
     print("| path | seconds per pair (4 metrics) | pairs / s |")
     print("|---|---:|---:|")
     print(f"| float64 NumPy reference (121-tap filter2) | {t_ref:.3f} | {1 / t_ref:.2f} |")
-    print(f"| harness.metrics (separable, integer SSE) | {t_fast:.3f} | {1 / t_fast:.2f} |")
+    print(f"| harness.measure.metrics (separable, integer SSE) | {t_fast:.3f} | {1 / t_fast:.2f} |")
     print()
     print(f"speed-up: {t_ref / t_fast:.1f}x (target >= 5x); max abs diff {worst:.1e} (limit 1e-6)")
     if worst > 1e-6:
-        sys.exit("FAIL: harness.metrics and the float64 reference disagree beyond 1e-6")
+        sys.exit("FAIL: harness.measure.metrics and the float64 reference disagree beyond 1e-6")
 
 
 if __name__ == "__main__":

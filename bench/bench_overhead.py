@@ -3,11 +3,11 @@
 Run: ``python bench/bench_overhead.py [--trials 3] [--entries imdn rlfn] [--threads 2]``.
 
 For every scale-4 entry in ``models/`` the built-in data set (decoded once, before any timing)
-goes through the worker's real per-split path (``harness.worker.timed_with_settle``: input
+goes through the worker's real per-split path (``harness.running.worker.timed_with_settle``: input
 conversion, warm-up, timed trials, output checks, uint8 conversion, PSNR/SSIM on the first
 trial, peak memory, the deploy-safety fingerprints). The forward callable is wrapped so the
 time spent inside the model's forward calls (warm-up included) is summed; the overhead is
-the wall time of the whole path minus that sum; the time inside ``harness.metrics``
+the wall time of the whole path minus that sum; the time inside ``harness.measure.metrics``
 (``to_uint8``, ``psnr``, ``ssim``, first trial only) is shown as its part. The one-off per-entry costs (build + load +
 deploy, and the complexity profile at 1x3x256x256) are printed beside it, not in the ratio.
 Target: loop overhead under 10% of the model's forward time.
@@ -56,12 +56,12 @@ class Stopwatch:
 
 
 def bench_entry(entry, split, zoo, trials: int) -> dict:
-    import harness.metrics as metrics
+    import harness.measure.metrics as metrics
 
-    from harness.complexity import profile
-    from harness.inference import wrap_forward
-    from harness.settings import RunSettings
-    from harness.worker import prepare_model, timed_with_settle
+    from harness.measure.complexity import profile
+    from harness.measure.inference import wrap_forward
+    from harness.running.settings import RunSettings
+    from harness.running.worker import prepare_model, timed_with_settle
 
     t0 = time.perf_counter()
     prepared = prepare_model(entry, zoo, "cpu")
@@ -96,8 +96,8 @@ def bench_entry(entry, split, zoo, trials: int) -> dict:
 def main(argv=None) -> int:
     import torch
 
-    from harness.data import load_split
-    from harness.discovery import discover
+    from harness.data.splits import load_split
+    from harness.submissions.discovery import discover
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=REPO / "models")

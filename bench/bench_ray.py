@@ -37,7 +37,7 @@ ENTRIES = [Entry(name=f"bench{i:02d}", model=Bench, kwargs={"width": 8 + 2 * i},
 
 
 def timed_run(config) -> tuple[float, list]:
-    from harness.runner import run
+    from harness.running.runner import run
 
     start = time.perf_counter()
     outcome = run(config, progress=False)
@@ -57,8 +57,8 @@ def main(argv=None) -> int:
     except ImportError:
         print('bench_ray: needs Ray: pip install -e ".[ray]"', file=sys.stderr)
         return 2
-    from harness.runner import RunConfig
-    from harness.settings import RunSettings, parse_shape
+    from harness.running.runner import RunConfig
+    from harness.running.settings import RunSettings, parse_shape
 
     load_before = os.getloadavg()[0]
     settings = RunSettings(trials=args.trials, threads=args.threads, input_shape=parse_shape(args.input), device="cpu")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from leaderboard import render
+from leaderboard.fsio import atomic_write_text
 from leaderboard.inputs import RANKABLE_STATUS, InputError, read_any, read_records
 from leaderboard.rank import rank_all
 from leaderboard.tracks import TrackError, load_track, parse_spec, shipped, with_switches
@@ -15,9 +16,7 @@ SUFFIX = {"md": ".md", "csv": ".csv", "tex": ".tex", "json": ".json", "png": ".p
 
 
 def write_text(path: Path, content: str) -> None:
-    """Atomic write (temporary file in the same folder, then rename); harness.records needs no torch."""
-    from harness.records import atomic_write_text
-
+    """Atomic write (temporary file in the same folder, then rename)."""
     atomic_write_text(path, content)
 
 

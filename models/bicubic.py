@@ -2,9 +2,9 @@
 
 It is the floor every SR entry must beat, measured by the same harness as the networks. The
 resize is two matrix products (height, then width) with the weights of
-``harness.bicubic.weight_matrix``, rounded half away from zero and clamped to [0, 255]
+``harness.data.bicubic.weight_matrix``, rounded half away from zero and clamped to [0, 255]
 after each pass exactly as MATLAB does on uint8 images, so the output equals
-``harness.bicubic.imresize(lr_uint8, scale)`` pixel for pixel and fvcore counts its MACs
+``harness.data.bicubic.imresize(lr_uint8, scale)`` pixel for pixel and fvcore counts its MACs
 (``w * h * H + H * w * W`` per channel, H = scale h, W = scale w).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.bicubic import weight_matrix
+from harness.data.bicubic import weight_matrix
 from harness.card import Entry
 
 
@@ -72,7 +72,7 @@ ENTRIES = [
         checkpoint=None,
         notes=("MATLAB imresize(lr, 4, 'bicubic') on uint8 levels: two one-dimensional passes "
                "(height, then width), each rounded half away from zero and saturated; "
-               "equals harness.bicubic.imresize pixel for pixel. No parameters."),
+               "equals harness.data.bicubic.imresize pixel for pixel. No parameters."),
         paper=("R. Keys, 'Cubic convolution interpolation for digital image processing', "
                "IEEE Trans. ASSP 29(6), 1981 (a = -0.5, as in MATLAB imresize)"),
     ),

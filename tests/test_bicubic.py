@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.io import imread
 
-from harness.bicubic import imresize, modcrop, output_length, round_half_away, weight_matrix
+from harness.data.bicubic import imresize, modcrop, output_length, round_half_away, weight_matrix
 from models.bicubic import ENTRIES, Bicubic
 
 NAMES = ["baby", "bird", "butterfly", "head", "woman"]

@@ -67,7 +67,7 @@ def indent(code: str, n: int = 8) -> str:
 
 
 def toml_card(card: dict) -> str:
-    from harness.cards_convert import toml_value
+    from harness.submissions.cards_convert import toml_value
 
     return "".join(f"{k} = {toml_value(v)}\n" for k, v in card.items())
 
@@ -151,8 +151,8 @@ def test_input_range_psnr_values_are_equal_for_a_range_equivariant_model(tmp_pat
     """The check's PSNR at 1.0 equals an independent nearest-upsampling PSNR (skimage) on the same crops."""
     from skimage.metrics import peak_signal_noise_ratio
 
-    from harness.check_cmd import check_submission
-    from harness.data import load_split
+    from harness.cli.check import check_submission
+    from harness.data.splits import load_split
 
     results = check_submission(submission(tmp_path / "sub"), data=str(hr_folder), input_shape=(1, 3, 16, 16))
     r = next(r for r in results if r.name == "input range")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.complexity import explain_op, profile
+from harness.measure.complexity import explain_op, profile
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (1, 3, 16, 16)

@@ -1,4 +1,4 @@
-"""Data layouts, bad input, the built-in set and the decode-once cache (harness.data)."""
+"""Data layouts, bad input, the built-in set and the decode-once cache (harness.data.splits)."""
 from __future__ import annotations
 
 import struct
@@ -11,9 +11,9 @@ import skimage.data
 import skimage.io
 from PIL import Image
 
-import harness.data as data
-from harness.bicubic import imresize, modcrop
-from harness.data import DataError, describe, load_cache, load_split, save_cache
+import harness.data.splits as data
+from harness.data.bicubic import imresize, modcrop
+from harness.data.splits import DataError, describe, load_cache, load_split, save_cache
 
 
 def image(h: int, w: int, seed: int) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from tiny import entry_line, write_entries, write_model
 
-from harness.discovery import DiscoveryError, UnknownEntry, discover, get_entry
+from harness.submissions.discovery import DiscoveryError, UnknownEntry, discover, get_entry
 
 
 def test_declared_entries_are_found(tmp_path):

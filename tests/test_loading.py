@@ -7,8 +7,8 @@ import pytest
 import torch
 from tiny import entry_line, write_entries
 
-from harness.checkpoint import LoadError, load_entry_checkpoint, unwrap
-from harness.discovery import discover
+from harness.submissions.checkpoint import LoadError, load_entry_checkpoint, unwrap
+from harness.submissions.discovery import discover
 
 
 @pytest.fixture

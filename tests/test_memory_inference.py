@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-import harness.memory as memory
-from harness.inference import ModeError, self_ensemble_x8, tiled, wrap_forward
-from harness.memory import PeakMemory
+import harness.measure.memory as memory
+from harness.measure.inference import ModeError, self_ensemble_x8, tiled, wrap_forward
+from harness.measure.memory import PeakMemory
 
 MIB = 1 << 20
 
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROBE = """
 import json, sys
 import numpy as np
-import harness.memory as memory
+import harness.measure.memory as memory
 if sys.argv[1] == "fallback":
     memory.reset_peak_rss = lambda: False
 with memory.PeakMemory("cpu", interval_s=0.0005) as mem:

@@ -9,8 +9,8 @@ import torch
 from skimage.io import imread
 from skimage.metrics import structural_similarity
 
-from harness.bicubic import imresize, modcrop
-from harness.metrics import mean_psnr, psnr, rgb2y, ssim, to_uint8
+from harness.data.bicubic import imresize, modcrop
+from harness.measure.metrics import mean_psnr, psnr, rgb2y, ssim, to_uint8
 
 NAMES = ["baby", "bird", "butterfly", "head", "woman"]
 

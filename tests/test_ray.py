@@ -18,9 +18,9 @@ import pytest
 import torch
 from tiny import entry_line, write_entries
 
-from harness.locks import LOCK_NAME, LockHeld, RunLock
-from harness.ray_backend import NodeLedger, materialise_splits, merge_phases, phase_jobs
-from harness.settings import RunSettings
+from harness.running.locks import LOCK_NAME, LockHeld, RunLock
+from harness.running.ray_backend import NodeLedger, materialise_splits, merge_phases, phase_jobs
+from harness.running.settings import RunSettings
 
 # ---------------------------------------------------------------- locks (no Ray needed)
 
@@ -41,7 +41,7 @@ def test_second_driver_is_refused_until_the_first_releases(tmp_path):
 def test_lock_of_a_killed_driver_is_taken_over(tmp_path):
     code = textwrap.dedent(f"""
         import sys, time
-        from harness.locks import RunLock
+        from harness.running.locks import RunLock
         RunLock({str(tmp_path)!r}).acquire()
         print("held", flush=True)
         time.sleep(60)
@@ -77,7 +77,7 @@ def test_exclusive_file_fallback_breaks_only_stale_locks(tmp_path):
 
 
 def test_run_refuses_a_run_folder_held_by_another_driver(tmp_path):
-    from harness.runner import RunConfig, RunError, run
+    from harness.running.runner import RunConfig, RunError, run
 
     with RunLock(tmp_path / "out"):
         with pytest.raises(RunError, match=f"in use by pid {os.getpid()}"):
@@ -167,7 +167,7 @@ def test_phases_and_merge():
 
 
 def test_checkpoint_the_worker_did_not_see_is_a_load_error(tmp_path):
-    from harness.ray_backend import unseen_checkpoint
+    from harness.running.ray_backend import unseen_checkpoint
 
     (tmp_path / "w.pth").write_bytes(b"x")
     job = {"entry": "e", "zoo": str(tmp_path), "key": "k", "settings": {}, "data": {}}
@@ -180,8 +180,8 @@ def test_checkpoint_the_worker_did_not_see_is_a_load_error(tmp_path):
 
 
 def test_missing_ray_names_the_extra(monkeypatch):
-    from harness.ray_backend import RayBackend
-    from harness.runner import RunError
+    from harness.running.ray_backend import RayBackend
+    from harness.running.runner import RunError
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RunError, match=r'pip install -e "\.\[ray\]"'):
@@ -217,7 +217,7 @@ LOCAL_ENTRIES = ["alpha", "beta", "exits"]
 @pytest.fixture(scope="module")
 def ray_instance():
     ray = pytest.importorskip("ray")
-    pytest.importorskip("harness.data", reason="harness.data not written yet")
+    pytest.importorskip("harness.data.splits", reason="harness.data.splits not written yet")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
@@ -245,7 +245,7 @@ def save_tiny(path, seed: int) -> None:
 
 
 def config(out, models, zoo, entries, backend="local", trials=2, **extra):
-    from harness.runner import RunConfig
+    from harness.running.runner import RunConfig
 
     return RunConfig(out=out, models=models, zoo=zoo, entries=entries, backend=backend, extra=extra,
                      settings=RunSettings(trials=trials, input_shape=(1, 3, 32, 32), threads=1, timeout_s=120))
@@ -254,7 +254,7 @@ def config(out, models, zoo, entries, backend="local", trials=2, **extra):
 @pytest.fixture(scope="module")
 def local(folders) -> dict:
     """The local backend's records for LOCAL_ENTRIES (the reference)."""
-    from harness.runner import run
+    from harness.running.runner import run
 
     root, models, zoo = folders
     return {r["entry"]: r for r in run(config(root / "local", models, zoo, LOCAL_ENTRIES), progress=False).records}
@@ -262,7 +262,7 @@ def local(folders) -> dict:
 
 @pytest.mark.ray
 def test_ray_matches_local_survives_a_killed_worker_and_resumes(ray_instance, folders, local):
-    from harness.runner import load_records, run
+    from harness.running.runner import load_records, run
 
     root, models, zoo = folders
     ray_out = root / "ray"
@@ -297,7 +297,7 @@ def test_ray_matches_local_survives_a_killed_worker_and_resumes(ray_instance, fo
 
 @pytest.mark.ray
 def test_exclusive_timing_with_shipped_data_matches_local(ray_instance, folders, local):
-    from harness.runner import run
+    from harness.running.runner import run
 
     root, models, zoo = folders
     save_tiny(zoo / "beta.pth", seed=0)

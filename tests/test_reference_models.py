@@ -2,7 +2,7 @@
 
 Exact parameter counts (derived by hand in the comments), output sizes at every supported
 scale, strict loading of the official checkpoints (independently of the harness and through
-``harness.checkpoint``), and the Set5 x4 figures of issue 7 to 4 decimals. Tests that need
+``harness.submissions.checkpoint``), and the Set5 x4 figures of issue 7 to 4 decimals. Tests that need
 ``../shared`` skip with the reason when it is absent.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from conftest import zoo_file
 
-from harness.checkpoint import load_entry_checkpoint
-from harness.metrics import psnr, ssim, to_uint8
+from harness.submissions.checkpoint import load_entry_checkpoint
+from harness.measure.metrics import psnr, ssim, to_uint8
 from models import edsr, imdn, msrresnet, rlfn
 from models.edsr import EDSR
 from models.imdn import IMDN

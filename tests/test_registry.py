@@ -12,9 +12,9 @@ import pytest
 import torch
 from conftest import zoo_dir
 
-from harness.checkpoint import load_entry_checkpoint
-from harness.discovery import discover
-from harness.worker import prepare_model
+from harness.submissions.checkpoint import load_entry_checkpoint
+from harness.submissions.discovery import discover
+from harness.running.worker import prepare_model
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 CATALOG = discover(MODELS)

@@ -116,8 +116,8 @@ def test_untrained_entry_is_measured_but_marked(first_run):
 def test_rerun_skips_complete_records_and_force_remeasures(first_run):
     out, models, zoo = first_run["out"], first_run["models"], first_run["zoo"]
     before = {p.name: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
-    from harness.runner import RunConfig, run
-    from harness.run_cmd import add_arguments, settings_from_args
+    from harness.running.runner import RunConfig, run
+    from harness.cli.run import add_arguments, settings_from_args
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -187,8 +187,8 @@ def test_interrupted_run_resumes_without_redoing_finished_entries(tmp_path):
     assert not (out / "records" / "b_second.json").exists()
     assert not list((out / "records").glob(".*.tmp"))
     stamp = first.stat().st_mtime_ns
-    from harness.runner import RunConfig, run
-    from harness.settings import RunSettings
+    from harness.running.runner import RunConfig, run
+    from harness.running.settings import RunSettings
 
     config = RunConfig(out=out, models=models, zoo=zoo, data="builtin",
                        settings=RunSettings(device="cpu", trials=2, threads=1, input_shape=(1, 3, 32, 32)))

@@ -12,7 +12,7 @@ import torch
 
 from harness.card import CardError
 from harness.cli import main as esr
-from harness.discovery import discover, entries_of_file, read_sidecar, read_sidecar_entries
+from harness.submissions.discovery import discover, entries_of_file, read_sidecar, read_sidecar_entries
 
 PLAIN = '''
 import torch

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.timing import run_timed, set_threads, state_fingerprint
+from harness.measure.timing import run_timed, set_threads, state_fingerprint
 
 
 class FakeClock:

@@ -1,0 +1,5 @@
+import sys
+
+from harness.checks.session import main
+
+sys.exit(main())

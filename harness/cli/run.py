@@ -1,0 +1,118 @@
+"""``esr run``: measure every entry, write the run folder, print the table."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.running.settings import RunSettings, parse_shape
+
+
+def add_arguments(p) -> None:
+    from harness.cli.common import default_models, default_zoo
+
+    p.add_argument("--models", type=Path, default=default_models(), help="folder of model files (default: models/)")
+    p.add_argument("--zoo", type=Path, default=default_zoo(), help="folder of checkpoints (default: $ESR_ZOO or model_zoo/)")
+    p.add_argument("--data", default=None, help="validation data: 'builtin' (default), a folder, or HR_DIR,LR_DIR")
+    p.add_argument("--test", default=None, help="optional test split, same forms as --data")
+    p.add_argument("--out", type=Path, default=Path("results"), help="run folder (default: results/)")
+    p.add_argument("--scale", type=int, default=4, help="upscaling factor of the run (default 4)")
+    p.add_argument("--entries", default=None, help="comma-separated entry names (default: all at --scale)")
+    p.add_argument("--trials", type=int, default=3, help="timed passes over the data after warm-up (default 3)")
+    p.add_argument("--crop-border", default="4", help="pixels cropped before PSNR/SSIM: an int or 'scale' (default 4)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of each worker (default: torch's)")
+    p.add_argument("--input", default="3x256x256", help="LR input of the complexity counters (default 3x256x256)")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per entry (default 1800)")
+    add_confinement_arguments(p)
+    p.add_argument("--cudnn-benchmark", action="store_true", help="turn cudnn.benchmark on (recorded)")
+    p.add_argument("--no-complexity", action="store_true", help="skip the complexity counters")
+    p.add_argument("--fp16", action="store_true", help="half precision inference (CUDA only; recorded)")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format (CUDA only; recorded)")
+    p.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble (recorded)")
+    p.add_argument("--tile", type=int, default=None, help="tiled inference with this LR tile size (recorded)")
+    p.add_argument("--overlap", type=int, default=16, help="LR overlap between tiles (default 16)")
+    p.add_argument("--force", action="store_true", help="re-measure entries whose record is complete")
+    p.add_argument("--strict", action="store_true", help="exit non-zero if any entry failed")
+    p.add_argument("--backend", choices=["local", "ray"], default="local", help="where entries run (default local)")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    p.add_argument("--exclusive-timing", action="store_true",
+                   help="ray: time one entry per machine at a time while PSNR/complexity run in parallel")
+    p.add_argument("--retries", type=int, default=2, help="ray: retries of a worker that dies (default 2)")
+    p.add_argument("--tracks", default="", help="comma-separated track names for 'esr report' (recorded in run.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_confinement_arguments(p) -> None:
+    """``--sandbox`` and ``--memory-limit``: shared by run, check and profile."""
+    p.add_argument("--sandbox", choices=["auto", "required", "off"], default="auto",
+                   help="confine team code (no network, read-only files, own PID namespace): auto (default: when the "
+                        "machine allows, else unconfined and recorded), required (refuse to run without), off")
+    p.add_argument("--memory-limit", default=None, metavar="MIB",
+                   help="memory limit of one entry's process tree in MiB (default 75%% of RAM; 0: none)")
+
+
+def memory_limit_from_args(args):
+    from harness.core.sandbox import check_memory_limit, default_memory_limit_mib
+
+    return default_memory_limit_mib() if args.memory_limit is None else check_memory_limit(args.memory_limit)
+
+
+def settings_from_args(args) -> RunSettings:
+    modes = {}
+    if args.fp16:
+        modes["fp16"] = True
+    if args.channels_last:
+        modes["channels_last"] = True
+    if args.self_ensemble:
+        modes["self_ensemble"] = True
+    if args.tile:
+        modes.update(tile=args.tile, overlap=args.overlap)
+    return RunSettings(
+        device=args.device, trials=args.trials,
+        crop_border=args.crop_border if args.crop_border == "scale" else int(args.crop_border),
+        threads=args.threads, input_shape=parse_shape(args.input), cudnn_benchmark=args.cudnn_benchmark,
+        timeout_s=args.timeout, complexity=not args.no_complexity, modes=modes,
+        sandbox=args.sandbox, memory_limit_mib=memory_limit_from_args(args),
+    )
+
+
+def main(args) -> int:
+    from rich.console import Console
+
+    from harness.running.runner import RunConfig, RunError, run
+    from harness.running.summary import notes, rich_table
+
+    console = Console()
+    if not console.is_terminal:  # logs and CI: do not squeeze the table into 80 columns
+        console = Console(width=200)
+    extra = {}
+    if args.backend == "ray":
+        extra = {"exclusive_timing": args.exclusive_timing, "retries": args.retries}
+    try:
+        config = RunConfig(
+            out=args.out, models=args.models, zoo=args.zoo, data=args.data, test=args.test, scale=args.scale,
+            entries=[e.strip() for e in args.entries.split(",") if e.strip()] if args.entries else None,
+            force=args.force, strict=args.strict, backend=args.backend, address=args.address,
+            tracks=[t.strip() for t in args.tracks.split(",") if t.strip()],
+            settings=settings_from_args(args), extra=extra,
+        )
+        outcome = run(config, console=console, progress=not args.quiet)
+    except (RunError, ValueError) as exc:
+        console.print(f"[red]esr run: {exc}[/]")
+        return 2
+    for rec in outcome.records:
+        card = rec.get("card") or {}
+        if card.get("source") == "inferred":
+            console.print(f"[yellow]inferred card for {rec['entry']}[/]: class {card['model']}(), scale {card['scale']}, "
+                          f"input range {card['input_range']:g}, checkpoint {card['checkpoint']} "
+                          f"(add a sidecar {rec['entry']}.toml to confirm)")
+    if outcome.skipped:
+        console.print(f"skipped (not at scale {args.scale}): {', '.join(outcome.skipped)}")
+    if outcome.reused:
+        console.print(f"kept complete records from an earlier run: {', '.join(outcome.reused)} (use --force to re-measure)")
+    console.print(rich_table(outcome.records, title=f"esr run: {args.out}"))
+    for line in notes(outcome.records):
+        console.print(f"  {line}", markup=False, highlight=False)
+    console.print(f"records: {args.out / 'records'}   table: {args.out / 'leaderboard.md'}")
+    if args.strict and outcome.failed:
+        return 1
+    return 0

@@ -1,0 +1,125 @@
+"""The entry card: everything the harness needs to build, load and measure one entry.
+
+A model file in ``models/`` declares its entries with a module-level list::
+
+    from harness.core.card import Entry
+
+    ENTRIES = [
+        Entry(name="imdn", model=IMDN, kwargs={"nc": 64, "nb": 8, "upscale": 4},
+              scale=4, input_range=1.0, checkpoint="ntire2022_imdn_baseline.pth"),
+    ]
+
+or, without touching the team's code, a sidecar ``models/<stem>.toml`` with the same
+fields (``model`` is then the class name as a string, looked up in ``models/<stem>.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+VALID_RANGES = (1.0, 255.0)
+SOURCES = ("inline", "sidecar", "inferred")
+
+
+class CardError(ValueError):
+    """A card that cannot describe a runnable entry (bad field, unknown class)."""
+
+
+@dataclass
+class Entry:
+    """One measurable entry: a model class, how to construct it and how to load its weights.
+
+    Fields
+    ------
+    name: entry name, unique across ``models/`` (the NTIRE convention is ``teamNN_Name``).
+    model: the ``nn.Module`` class (or a factory returning a module). In a sidecar card,
+        the class name as a string; discovery resolves it in the model file.
+    args, kwargs: constructor arguments.
+    scale: upscaling factor of the model (2, 3, 4, ...).
+    input_range: value range the network expects and returns, 1.0 ([0, 1]) or 255.0.
+    checkpoint: file name in the zoo folder; ``None`` for entries without weights
+        (``bicubic``). A declared but absent checkpoint makes the entry *untrained*:
+        complexity and speed are measured, quality is marked untrained and never ranked.
+    sha256: expected checkpoint hash; a mismatch fails the load.
+    state_key: wrapper key to unwrap (``params_ema``, ``params``, ``state_dict``,
+        ``model``, ``net``); ``None`` means "apply the printed default rule".
+    key_map: key-prefix rewrites applied in order, ``{"module.": ""}``.
+    deploy: name of a method (no arguments) that turns the training form into the deploy
+        form, e.g. ``"switch_to_deploy"``. The harness calls it before measuring and checks
+        that outputs agree.
+    load_after_deploy: the checkpoint holds the deploy form: build the training form,
+        deploy (checking equivalence on random weights), then load strictly.
+    requirements: extra pip requirements the model needs (informational, checked by ``esr check``).
+    notes, paper: free text shown in reports.
+    team: the team's name as the organizers wrote it (``esr cards from-test-demo`` keeps the
+        comment of the chain's branch), so a replay can join a published table by team name.
+    expected: published or derived figures (``{"params": 893936}``) that tests compare with
+        measured values; never used as a measurement.
+    source: ``inline``, ``sidecar`` or ``inferred`` (set by discovery).
+    file: path of the model file (set by discovery).
+    """
+
+    name: str
+    model: Any
+    scale: int
+    input_range: float = 1.0
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    checkpoint: str | None = None
+    sha256: str | None = None
+    state_key: str | None = None
+    key_map: dict = field(default_factory=dict)
+    deploy: str | None = None
+    load_after_deploy: bool = False
+    requirements: list = field(default_factory=list)
+    notes: str = ""
+    paper: str = ""
+    team: str = ""
+    expected: dict = field(default_factory=dict)
+    source: str = "inline"
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise CardError(f"entry name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.scale, int) or self.scale < 1:
+            raise CardError(f"{self.name}: scale must be a positive integer, got {self.scale!r}")
+        try:
+            self.input_range = float(self.input_range)
+        except (TypeError, ValueError):
+            raise CardError(f"{self.name}: input_range must be 1.0 or 255.0, got {self.input_range!r}") from None
+        if self.input_range not in VALID_RANGES:
+            raise CardError(f"{self.name}: input_range must be 1.0 or 255.0, got {self.input_range!r}")
+        if self.source not in SOURCES:
+            raise CardError(f"{self.name}: source must be one of {SOURCES}, got {self.source!r}")
+        self.args = list(self.args)
+        self.kwargs = dict(self.kwargs)
+        self.key_map = dict(self.key_map)
+        self.requirements = list(self.requirements)
+
+    @property
+    def model_name(self) -> str:
+        return self.model if isinstance(self.model, str) else getattr(self.model, "__name__", repr(self.model))
+
+    def build(self):
+        """Construct the model (training form, random init) on the CPU."""
+        if isinstance(self.model, str):
+            raise CardError(f"{self.name}: model class {self.model!r} was never resolved")
+        return self.model(*self.args, **self.kwargs)
+
+    def to_dict(self) -> dict:
+        """JSON-ready description (the model class by name)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["model"] = self.model_name
+        return _jsonable(d)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
