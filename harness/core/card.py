@@ -51,6 +51,8 @@ class Entry:
     load_after_deploy: the checkpoint holds the deploy form: build the training form,
         deploy (checking equivalence on random weights), then load strictly.
     requirements: extra pip requirements the model needs (informational, checked by ``esr check``).
+    heavy: the entry takes minutes on a CPU (EDSR at 43M parameters): a run without
+        ``--entries`` leaves it out and says so (``--all`` or naming it includes it).
     notes, paper: free text shown in reports.
     expected: published or derived figures (``{"params": 893936}``) that tests compare with
         measured values; never used as a measurement.
@@ -71,6 +73,7 @@ class Entry:
     deploy: str | None = None
     load_after_deploy: bool = False
     requirements: list = field(default_factory=list)
+    heavy: bool = False
     notes: str = ""
     paper: str = ""
     expected: dict = field(default_factory=dict)
