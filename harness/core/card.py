@@ -54,6 +54,8 @@ class Entry:
     heavy: the entry takes minutes on a CPU (EDSR at 43M parameters): a run without
         ``--entries`` leaves it out and says so (``--all`` or naming it includes it).
     notes, paper: free text shown in reports.
+    team: the team's name as the organizers wrote it (``esr cards from-test-demo`` keeps the
+        comment of the chain's branch), so a replay can join a published table by team name.
     expected: published or derived figures (``{"params": 893936}``) that tests compare with
         measured values; never used as a measurement.
     source: ``inline``, ``sidecar`` or ``inferred`` (set by discovery).
@@ -76,6 +78,7 @@ class Entry:
     heavy: bool = False
     notes: str = ""
     paper: str = ""
+    team: str = ""
     expected: dict = field(default_factory=dict)
     source: str = "inline"
     file: str | None = None
