@@ -51,6 +51,8 @@ class Entry:
     load_after_deploy: the checkpoint holds the deploy form: build the training form,
         deploy (checking equivalence on random weights), then load strictly.
     requirements: extra pip requirements the model needs (informational, checked by ``esr check``).
+    heavy: the entry takes minutes on a CPU (EDSR at 43M parameters): a run without
+        ``--entries`` leaves it out and says so (``--all`` or naming it includes it).
     notes, paper: free text shown in reports.
     team: the team's name as the organizers wrote it (``esr cards from-test-demo`` keeps the
         comment of the chain's branch), so a replay can join a published table by team name.
@@ -73,6 +75,7 @@ class Entry:
     deploy: str | None = None
     load_after_deploy: bool = False
     requirements: list = field(default_factory=list)
+    heavy: bool = False
     notes: str = ""
     paper: str = ""
     team: str = ""
