@@ -128,19 +128,7 @@ def test_join_by_team_name():
     assert join_team("Nobody", teams) is None
 
 
-@pytest.fixture
-def tiny_data(tmp_path) -> str:
-    import numpy as np
-    from PIL import Image
-
-    folder = tmp_path / "hr"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "0001.png")
-    return str(folder)
-
-
-def test_replay_against_a_published_table_and_the_organizers_counters(challenge, tmp_path, tiny_data):
+def test_replay_against_a_published_table_and_the_organizers_counters(challenge, tmp_path):
     params = 3 * 8 * 9 + 8 + 8 * 48 * 9 + 48
     table = published_csv(tmp_path / "published.csv", [
         {"team": "Alpha", "params_m": f"{params / 1e6:.3f}", "flops_g": "9.99", "acts_m": "3.67", "conv": "2"},
@@ -150,7 +138,7 @@ def test_replay_against_a_published_table_and_the_organizers_counters(challenge,
         {"team": "Gamma", "params_m": "0.100", "flops_g": "1.00", "acts_m": "1.00", "conv": "1"},
     ])
     out = tmp_path / "out"
-    result = replay(challenge, out, published=table, oracle=True, python=sys.executable, data=tiny_data,
+    result = replay(challenge, out, published=table, oracle=True, python=sys.executable, 
                     log=lambda m: None)
     rows = {r.team: r for r in result["rows"]}
     alpha = rows["Alpha"]

@@ -6,7 +6,8 @@ is ingested with the harness's own tools and our figures are printed beside an o
 1. the folder is copied to ``OUT/challenge`` (the zoo is read in place; the source folder is never
    written), and ``test_demo.py``'s chain is converted into sidecar cards there
    (:func:`harness.submissions.cards_convert.convert`, tracing where static reading cannot decide);
-2. ``esr run`` measures every entry of ``OUT/challenge/models`` into ``OUT/run`` (one trial);
+2. ``esr run --no-quality`` measures every entry of ``OUT/challenge/models`` into ``OUT/run``
+   (complexity only: the figures of the published tables);
 3. the oracle is either a published table (``--published CSV``, joined by team name through the
    card's ``team`` or the branch comment kept in its notes) or the organizers' own counters run on
    the same built model in a confined child (:mod:`harness.running.replay_oracle`);
@@ -178,7 +179,7 @@ def compare_published(row: Row, pub: dict) -> None:
 
 def replay(folder: str | Path, out: str | Path, *, published: str | Path | None = None, trace: bool = True,
            oracle: bool | None = None, python: str = sys.executable, timeout: float = 900.0,
-           data: str | None = None, run_args: list[str] | None = None, log=print) -> dict:
+           run_args: list[str] | None = None, log=print) -> dict:
     """Replay ``folder`` into ``out``; returns {"rows": [Row], "branches": [...], "summary": str}."""
     from harness.submissions.cards_convert import convert, write_cards
 
@@ -195,7 +196,7 @@ def replay(folder: str | Path, out: str | Path, *, published: str | Path | None 
     ids = {r.entry: r.model_id for r in conv.branches if r.entry}
     log(f"{len(cards)} entries converted, {len(conv.skipped)} branches not; running esr run over them")
     cmd = [python, "-m", "harness.cli", "run", "--models", str(challenge / "models"), "--zoo", str(zoo),
-           "--out", str(out / "run"), "--trials", "1", "--quiet", "--force"] + (["--data", data] if data else []) \
+           "--out", str(out / "run"), "--no-quality", "--quiet", "--force"] \
         + list(run_args or [])
     subprocess.run(cmd, cwd=str(out), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     records = {}

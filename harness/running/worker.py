@@ -218,6 +218,7 @@ def measure(job: dict) -> dict:
             if key in complexity:
                 metrics[key] = complexity[key]
     raw, trial_means, memory = {}, {}, {}
+    protocol = None  # no split: a complexity-only job (esr run --no-quality)
     first_lrs = []
     for split_name, cache in job["splits"].items():
         split = load_cache(cache)
