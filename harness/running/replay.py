@@ -96,6 +96,8 @@ def copy_challenge(folder: Path, dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(folder, dest, ignore=shutil.ignore_patterns("model_zoo", "__pycache__", "*.pyc", "results*"))
+    if (folder / "model_zoo").is_dir():  # select_model (traced) loads model_zoo/... relative to the folder
+        (dest / "model_zoo").symlink_to(folder / "model_zoo", target_is_directory=True)
     return dest
 
 
