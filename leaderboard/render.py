@@ -179,7 +179,8 @@ def notes(ranking: Ranking) -> list[str]:
     track, sub = ranking.track, ranking.sub
     out = list(ranking.warnings)
     direction = "lower" if sub.rule == "rank_sum" else track.metrics[sub.by].direction
-    out.append(f"Rule: {sub.rule_text} ({direction} is better); {_ties_text(ranking)}.")
+    out.append(f"Rule: {rule_words(ranking).lower()[0] + rule_words(ranking)[1:]} ({direction} is better); "
+               f"{_ties_text(ranking)}.")
     out += gate_lines(ranking)
     if ranking.baseline:
         shown = [k for k in columns(ranking) if k in ranking.baseline]

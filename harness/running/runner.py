@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.submissions.checkpoint import sha256_file
+from harness.submissions.checkpoint import LoadError, resolve_in_zoo, sha256_file
 from harness.running.records import atomic_write_json, atomic_write_text, is_complete, provenance, read_json, record_key, error_record
 from harness.running.errors import RunError
 from harness.running.progress import progress_bar
@@ -84,6 +84,32 @@ def read_catalog(models: Path, timeout_s: float = 600, *, sandbox: str = "auto",
     if "error" in result:
         raise RunError(result["error"])
     result["isolation"] = proc.isolation
+    return checked_catalog(result)
+
+
+def checked_catalog(result: dict) -> dict:
+    """Re-check what the discovery process (which ran team code) reported: names and checkpoints.
+
+    A card that fails here was forged after discovery's own checks; it becomes a problem.
+    """
+    from harness.core.card import CardError, check_checkpoint_name, check_name
+
+    entries, seen = {}, set()
+    for name, card in result.get("entries", {}).items():
+        try:
+            check_name(name)
+            if card.get("name") != name or name.casefold() in seen:
+                raise CardError(f"field 'name' {name!r} does not match its card or repeats another name")
+            if card.get("checkpoint") is not None:
+                check_checkpoint_name(card["checkpoint"], name)
+        except CardError as exc:
+            file = str(card.get("file") or "")
+            result.setdefault("problems", []).append(
+                {"file": file, "name": Path(file).stem or "unnamed", "status": "card_error", "error": f"bad card: {exc}"})
+            continue
+        seen.add(name.casefold())
+        entries[name] = card
+    result["entries"] = entries
     return result
 
 
@@ -144,7 +170,10 @@ def checkpoint_hash(card: dict, zoo: Path) -> str | None:
     name = card.get("checkpoint")
     if not name:
         return None
-    path = Path(name) if Path(name).is_absolute() else Path(zoo) / name
+    try:
+        path = resolve_in_zoo(name, zoo)
+    except LoadError:
+        return "outside-zoo"  # the worker refuses it with a load_error naming the field
     return sha256_file(path) if path.is_file() else "absent"
 
 
