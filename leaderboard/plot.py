@@ -245,9 +245,12 @@ def draw(ranking: Ranking):
         handles = [
             plt.Line2D([], [], color="tab:red", lw=1.6, label="Pareto front (ranked)"),
             plt.Line2D([], [], ls="", marker="o", color="tab:blue", alpha=0.6, label="ranked (number = rank)"),
-            plt.Line2D([], [], ls="", marker="o", mfc="none", mec="tab:gray", label="not ranked (letters)"),
-            plt.Line2D([], [], ls="", marker="*", color="black", ms=10, label=f"baseline {track.baseline.name} (B)"),
         ]
+        if ((~t["ranked"]) & (t["kind"] == "entry")).any():
+            handles.append(plt.Line2D([], [], ls="", marker="o", mfc="none", mec="tab:gray", label="not ranked (letters)"))
+        if (t["kind"] == "baseline").any():
+            handles.append(plt.Line2D([], [], ls="", marker="*", color="black", ms=10,
+                                      label=f"baseline {track.baseline.name} (B)"))
         if (t["kind"] == "reference").any():
             handles.append(plt.Line2D([], [], ls="", marker="s", mfc="none", mec="0.45", label="reference"))
         if pinned.any():
@@ -265,9 +268,8 @@ def draw(ranking: Ranking):
     return fig, texts
 
 
-def plot(ranking: Ranking, path: str | Path) -> Path:
-    """Write the PNG for ``ranking`` (its ranked/unranked split) to ``path``; returns the path."""
-    fig, _ = draw(ranking)
+def save(fig, path: str | Path) -> Path:
+    """Write ``fig`` as PNG atomically (temporary file, then rename) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -275,3 +277,9 @@ def plot(ranking: Ranking, path: str | Path) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def plot(ranking: Ranking, path: str | Path) -> Path:
+    """Write the PNG for ``ranking`` (its ranked/unranked split) to ``path``; returns the path."""
+    fig, _ = draw(ranking)
+    return save(fig, path)

@@ -281,9 +281,8 @@ def active_gates(track: Track, sub: SubTrack) -> list[Gate]:
 
 
 def _needed(track: Track, sub: SubTrack, gates: list[Gate]) -> list[str]:
+    # Per-metric tie-break metrics are not required: a missing one sorts last, then the name decides.
     keys = ([sub.by] if sub.by else []) + list(sub.of) + list(sub.tie_break) + [g.metric for g in gates]
-    for key in ([sub.by] if sub.by else []) + list(sub.of):
-        keys += list(track.metrics[key].tie_break)
     return list(dict.fromkeys(keys))
 
 

@@ -83,7 +83,7 @@ def assess(ranking, prep) -> Assessment | None:
     if len(ranked) < 2:
         out.omitted = "fewer than two ranked entries"
         return out
-    given = [k for k in prep.given if k in track.inputs(keys) or k in keys]
+    given = [k for k in track.chain(keys) if k in prep.given and track.is_runtime(k)]
     if given:
         out.omitted = f"{track.metrics[given[0]].label} is a published figure without per-image times"
         return out

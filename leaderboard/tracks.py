@@ -193,6 +193,19 @@ class Track:
                         for n in expressions.names(metric.expr)]
         return out
 
+    def chain(self, keys) -> list[str]:
+        """The given track metrics and every track metric they are computed from (baseline refs too)."""
+        out, pending = [], list(keys)
+        while pending:
+            key = pending.pop(0)
+            if key in out or key not in self.metrics:
+                continue
+            out.append(key)
+            if self.metrics[key].expr:
+                pending += [n[len("baseline."):] if n.startswith("baseline.") else n
+                            for n in expressions.names(self.metrics[key].expr)]
+        return out
+
     def splits_of(self, key: str) -> list[str]:
         """Data splits a track metric depends on (``valid``, ``test``)."""
         return list(dict.fromkeys(n.partition(".")[0] for n in self.inputs([key]) if "." in n))

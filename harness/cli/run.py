@@ -29,6 +29,8 @@ def add_arguments(p) -> None:
 
     add_confinement_arguments(p)
     p.add_argument("--cudnn-benchmark", action="store_true", help="turn cudnn.benchmark on (recorded)")
+    p.add_argument("--no-quality", action="store_true",
+                   help="complexity only: no data is read, no PSNR/SSIM, no timing (replays of published tables)")
     p.add_argument("--no-complexity", action="store_true", help="skip the complexity counters")
     p.add_argument("--fp16", action="store_true", help="half precision inference (CUDA only; recorded)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (CUDA only; recorded)")
@@ -85,7 +87,7 @@ def main(args) -> int:
             entries=[e.strip() for e in args.entries.split(",") if e.strip()] if args.entries else None,
             all_entries=args.all_entries, force=args.force, strict=args.strict, backend=args.backend, address=args.address,
             tracks=[t.strip() for t in args.tracks.split(",") if t.strip()],
-            settings=settings_from_args(args), extra=extra,
+            settings=settings_from_args(args), extra=extra, quality=not args.no_quality,
         )
         outcome = run(config, console=console, progress=not args.quiet)
     except (RunError, ValueError) as exc:

@@ -40,6 +40,7 @@ class RunConfig:
     tracks: list[str] = field(default_factory=list)
     settings: RunSettings = field(default_factory=RunSettings)
     extra: dict = field(default_factory=dict)  # backend options (recorded)
+    quality: bool = True             # False: complexity only, no data, no quality or timing (esr run --no-quality)
 
 
 @dataclass
@@ -232,7 +233,7 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     names, skipped = select_entries(catalog, config.entries, config.scale)
     left_out = {} if (config.entries or config.all_entries) else heavy_entries(catalog, names)
     names = [n for n in names if n not in left_out]
-    data = prepare_data(config)
+    data = prepare_data(config) if config.quality else {}
     jobs = build_jobs(config, catalog, names, data)
     write_run_file(config, catalog, names, skipped, data)
 

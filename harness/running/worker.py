@@ -219,6 +219,7 @@ def measure(job: dict) -> dict:
             if key in complexity:
                 metrics[key] = complexity[key]
     raw, trial_means, memory = {}, {}, {}
+    protocol = None  # no split: a complexity-only job (esr run --no-quality)
     first_lrs = []
     for what in restore_timing_globals(global_state):
         flags.append(f"{name}: the model's code changed {what} (import, build or deploy); reset before timing")
