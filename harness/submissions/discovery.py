@@ -48,7 +48,7 @@ except ModuleNotFoundError:  # Python 3.10
 SIDECAR_FIELDS = {
     "name", "class", "model", "args", "kwargs", "scale", "input_range", "checkpoint", "sha256",
     "state_key", "key_map", "deploy", "load_after_deploy", "requirements", "notes", "paper", "expected",
-    "module", "stub_imports",
+    "team", "module", "stub_imports",
 }
 TEAM_FILE = re.compile(r"^team(\d{2,})_([A-Za-z0-9][A-Za-z0-9_]*)$")
 
