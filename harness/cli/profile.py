@@ -22,15 +22,32 @@ def add_arguments(p) -> None:
 
 
 def profile_entry(entry, zoo, input_shape, device: str = "cpu") -> dict:
-    """Build, load and deploy the entry as a run would, then profile it."""
+    """Build, load and deploy the entry as a run would, then profile it.
+
+    As in a run, ``models`` resolves to the entry's own models folder and, on the CPU, CUDA calls
+    are neutralised (undone afterwards, so the calling process is left as it was).
+    """
     from harness.measure.complexity import profile
     from harness.running.worker import prepare_model
+    from harness.submissions.importing import CudaNeutraliser, models_package, unit_of_path
 
-    prepared = prepare_model(entry, zoo, device)
-    result = profile(prepared.model, input_shape=input_shape, device=device, input_range=entry.input_range)
+    folder = unit_of_path(entry.file).path.parent if entry.file else None
+    neutraliser = CudaNeutraliser() if device == "cpu" else None
+    with models_package(folder) if folder else _nothing(), neutraliser or _nothing():
+        prepared = prepare_model(entry, zoo, device)
+        result = profile(prepared.model, input_shape=input_shape, device=device, input_range=entry.input_range)
     result = {"entry": entry.name, "trained": prepared.load.get("trained"), "deploy": prepared.deploy, **result}
     result["flags"] = list(prepared.flags) + result["flags"]
+    if neutraliser and neutraliser.calls:
+        result["flags"].append(f"{entry.name}: CUDA calls neutralised for the CPU ({neutraliser.summary()})")
+        result["cuda_neutralised"] = neutraliser.report()
     return result
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def render(result: dict, console) -> None:
@@ -80,14 +97,16 @@ def main(args) -> int:
     from rich.console import Console
 
     from harness.submissions.discovery import DiscoveryError, UnknownEntry, discover, get_entry
+    from harness.submissions.importing import models_package
     from harness.running.settings import parse_shape
     from harness.running.worker import StageError
 
     console = Console(stderr=args.json)
     try:
         shape = parse_shape(args.input)
-        entry = get_entry(discover(args.models), args.entry)
-        result = profile_entry(entry, args.zoo, shape, args.device)
+        with models_package(args.models):  # the entry's lazy `models.*` imports resolve while it is profiled
+            entry = get_entry(discover(args.models), args.entry)
+            result = profile_entry(entry, args.zoo, shape, args.device)
     except (ValueError, DiscoveryError, UnknownEntry, StageError) as exc:
         console.print(f"[red]esr profile: {exc}[/]", highlight=False)
         return 2

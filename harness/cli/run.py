@@ -24,6 +24,8 @@ def add_arguments(p) -> None:
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per entry (default 1800)")
     p.add_argument("--cudnn-benchmark", action="store_true", help="turn cudnn.benchmark on (recorded)")
     p.add_argument("--no-complexity", action="store_true", help="skip the complexity counters")
+    p.add_argument("--no-quality", action="store_true",
+                   help="complexity only: read no data, time nothing, compute no PSNR/SSIM (recorded as a flag)")
     p.add_argument("--fp16", action="store_true", help="half precision inference (CUDA only; recorded)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (CUDA only; recorded)")
     p.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble (recorded)")
@@ -76,7 +78,7 @@ def main(args) -> int:
             entries=[e.strip() for e in args.entries.split(",") if e.strip()] if args.entries else None,
             force=args.force, strict=args.strict, backend=args.backend, address=args.address,
             tracks=[t.strip() for t in args.tracks.split(",") if t.strip()],
-            settings=settings_from_args(args), extra=extra,
+            settings=settings_from_args(args), extra=extra, quality=not args.no_quality,
         )
         outcome = run(config, console=console, progress=not args.quiet)
     except (RunError, ValueError) as exc:
@@ -88,6 +90,8 @@ def main(args) -> int:
             console.print(f"[yellow]inferred card for {rec['entry']}[/]: class {card['model']}(), scale {card['scale']}, "
                           f"input range {card['input_range']:g}, checkpoint {card['checkpoint']} "
                           f"(add a sidecar {rec['entry']}.toml to confirm)")
+    for line in outcome.catalog_notes:
+        console.print(line, markup=False, highlight=False)
     if outcome.skipped:
         console.print(f"skipped (not at scale {args.scale}): {', '.join(outcome.skipped)}")
     if outcome.reused:

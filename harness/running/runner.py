@@ -40,6 +40,7 @@ class RunConfig:
     tracks: list[str] = field(default_factory=list)
     settings: RunSettings = field(default_factory=RunSettings)
     extra: dict = field(default_factory=dict)  # backend options (recorded)
+    quality: bool = True             # False (--no-quality): complexity only, no data, no timing
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Outcome:
     skipped: list[str]     # entries not at the run's scale
     reused: list[str]      # complete records kept from an earlier invocation
     measured: list[str]
+    catalog_notes: list[str] = field(default_factory=list)  # shared files and folders that are not submissions
 
     @property
     def failed(self) -> list[dict]:
@@ -171,7 +173,7 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     out.mkdir(parents=True, exist_ok=True)
     catalog = read_catalog(config.models)
     names, skipped = select_entries(catalog, config.entries, config.scale)
-    data = prepare_data(config)
+    data = prepare_data(config) if config.quality else {}
     jobs = build_jobs(config, catalog, names, data)
     write_run_file(config, catalog, names, skipped, data)
 
@@ -193,7 +195,15 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     ordered = [read_json(records_dir / f"{n}.json") for n in names] + problems
     ordered = [r for r in ordered if r]
     write_summary(out, ordered)
-    return Outcome(records=ordered, skipped=skipped, reused=reused, measured=[j["entry"] for j in todo])
+    return Outcome(records=ordered, skipped=skipped, reused=reused, measured=[j["entry"] for j in todo],
+                   catalog_notes=catalog_notes(catalog))
+
+
+def catalog_notes(catalog: dict) -> list[str]:
+    """One line per shared file (imported by submissions, no entry of its own) and per non-submission folder."""
+    lines = [f"shared file {name}: no entry of its own; imported by {', '.join(users)}"
+             for name, users in sorted(catalog.get("helpers", {}).items())]
+    return lines + [f"not a submission: {o['reason']}" for o in catalog.get("not_submissions", [])]
 
 
 def make_backend(config: RunConfig):
@@ -233,6 +243,8 @@ def write_run_file(config: RunConfig, catalog: dict, names, skipped, data) -> No
         "skipped_for_scale": skipped,
         "problems": [p["name"] for p in catalog["problems"]],
         "inferred": catalog.get("inferred", []),
+        "helpers": catalog.get("helpers", {}),
+        "not_submissions": catalog.get("not_submissions", []),
         "data": {split: info for split, (_, info) in data.items()},
         "settings": config.settings.to_dict(),
         "backend": config.backend,

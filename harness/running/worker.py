@@ -220,7 +220,9 @@ def measure(job: dict) -> dict:
         for key in ("params", "macs", "macs_legacy", "activations", "conv"):
             if key in complexity:
                 metrics[key] = complexity[key]
-    raw, trial_means, memory = {}, {}, {}
+    raw, trial_means, memory, protocol = {}, {}, {}, None
+    if not job["splits"]:
+        flags.append(f"{name}: complexity only (--no-quality): no runtime, memory or quality measured")
     for split_name, cache in job["splits"].items():
         split = load_cache(cache)
         res = timed_with_settle(prepared, split, settings, device, forward, flags)

@@ -120,7 +120,8 @@ def read_sidecar_entries(path: Path, module=None, unit: Unit | None = None) -> l
     """Every card of a sidecar. The class is resolved in ``module`` when given and the card names no
     module; otherwise the card's ``module`` (or dotted ``class``) is imported below the sidecar's folder."""
     path = Path(path)
-    unit = unit or unit_of_path(path)
+    if unit is None:  # with a module object given, the card describes the file beside it
+        unit = Unit(path.stem, path.with_suffix(".py"), "file") if module is not None else unit_of_path(path)
     return [_sidecar_entry(path, module, unit, t) for t in sidecar_tables(path)]
 
 

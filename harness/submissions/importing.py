@@ -603,6 +603,7 @@ class CudaNeutraliser:
     explicit ``device='cuda'`` are not rewritten (they fail with torch's own message).
     """
 
+    root: str | None = None  # call sites below this folder are written relative to it
     skip_dirs: tuple = ()
     calls: dict = field(default_factory=dict)  # (call, where) -> count
     _saved: list = field(default_factory=list)
@@ -616,6 +617,8 @@ class CudaNeutraliser:
         while frame is not None:
             name = frame.f_code.co_filename
             if not any(name.startswith(d) for d in self.skip_dirs):
+                if self.root and name.startswith(self.root + "/"):
+                    return f"{name[len(self.root) + 1:]}:{frame.f_lineno}"
                 return f"{Path(name).name}:{frame.f_lineno}"
             frame = frame.f_back
         return "?"
@@ -762,7 +765,8 @@ def open_submission(path, device: str) -> SubmissionSession:
     CUDA calls are neutralised (:class:`CudaNeutraliser`)."""
     unit = unit_of_path(path)
     install_models_package(unit.path.parent)
-    neutraliser = CudaNeutraliser().install() if device == "cpu" else None
+    root = str(unit.path.parent.resolve())
+    neutraliser = CudaNeutraliser(root=root).install() if device == "cpu" else None
     return SubmissionSession(unit=unit, device=device, neutraliser=neutraliser)
 
 
