@@ -573,6 +573,9 @@ def missing_extension(exc: BaseException) -> str | None:
     """The compiled (CUDA) extension an import failure is about, described in a few words, or None."""
     if isinstance(exc, CudaExtensionUnavailable):
         return getattr(exc, "extension", None) or str(exc)
+    built = _cpp_extension_frame(exc)
+    if built:
+        return built
     if not isinstance(exc, ImportError):
         return None
     name = getattr(exc, "name", None) or ""
@@ -585,6 +588,18 @@ def missing_extension(exc: BaseException) -> str | None:
     text = str(exc)
     if re.search(r"\.so\b|cannot open shared object|undefined symbol|DLL load failed|libcudart|libcuda\b", text):
         return f"{name or 'a compiled module'} (its shared library does not load: {text.splitlines()[0][:120]})"
+    return None
+
+
+def _cpp_extension_frame(exc: BaseException) -> str | None:
+    """``name (built with torch.utils.cpp_extension.load)`` when the failure happened while building one."""
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename.endswith("torch/utils/cpp_extension.py") and code.co_name in ("load", "load_inline"):
+            name = tb.tb_frame.f_locals.get("name", "?")
+            return f"{name!r} (built at import with torch.utils.cpp_extension.{code.co_name})"
+        tb = tb.tb_next
     return None
 
 
@@ -635,7 +650,6 @@ class CudaNeutraliser:
 
     def install(self) -> "CudaNeutraliser":
         import torch
-        import torch.utils.cpp_extension as cpp_extension
 
         here = str(Path(__file__).resolve().parents[1])
         self.skip_dirs = (str(Path(torch.__file__).resolve().parent) + "/", here + "/", str(Path(importlib.__file__).parent) + "/")
@@ -705,9 +719,11 @@ class CudaNeutraliser:
             (torch.cuda, "synchronize", noop("torch.cuda.synchronize")),
             (torch.cuda, "set_device", noop("torch.cuda.set_device")),
             (torch.cuda, "current_device", noop("torch.cuda.current_device", 0)),
-            (cpp_extension, "load", guard_extension(cpp_extension.load, "load")),
-            (cpp_extension, "load_inline", guard_extension(cpp_extension.load_inline, "load_inline")),
         ]
+        cpp_extension = sys.modules.get("torch.utils.cpp_extension")  # importing it costs ~1 s: patched when present;
+        if cpp_extension is not None:                                   # otherwise its failure is recognised afterwards
+            patches += [(cpp_extension, "load", guard_extension(cpp_extension.load, "load")),
+                        (cpp_extension, "load_inline", guard_extension(cpp_extension.load_inline, "load_inline"))]
         for owner, attr, value in patches:
             self._saved.append((owner, attr, attr in vars(owner), vars(owner).get(attr)))
             setattr(owner, attr, value)
