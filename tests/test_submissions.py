@@ -155,7 +155,7 @@ def test_complexity_only_run_of_packages_cuda_code_and_cuda_saved_checkpoint(cha
                    "--out", str(out), "--no-quality", "--entries", "team15_Pkg,team18_Cuda", "--input", "3x16x16",
                    "--device", "cpu", "--threads", "1", "--quiet"], cwd=challenge / "elsewhere")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "shared file basicblock: no entry of its own; imported by team15_Pkg, team17_Shared" in proc.stdout
+    assert "basicblock: helper imported by team15_Pkg, team17_Shared; not an entry" in proc.stdout
     assert "not a submission: folder weights/ holds no Python file" in proc.stdout
     pkg = json.loads((out / "records" / "team15_Pkg.json").read_text())
     assert (pkg["status"], pkg["metrics"]["params"], pkg["metrics"]["conv"]) == ("ok", params(), 2)

@@ -39,7 +39,7 @@ def main(args) -> int:
     for p in catalog["problems"]:
         console.print(f"[red]{p['status']}[/]: {p['error']}", highlight=False)
     for name, users in sorted(catalog.get("helpers", {}).items()):
-        console.print(f"[dim]shared file {name}: no entry of its own; imported by {', '.join(users)}[/]", highlight=False)
+        console.print(f"[dim]{name}: helper imported by {', '.join(users)}; not an entry[/]", highlight=False)
     for other in catalog.get("not_submissions", []):
         console.print(f"[yellow]not a submission[/]: {other['reason']}", highlight=False)
     return 0

@@ -209,6 +209,19 @@ def detect() -> Support:
     return Support(ns, ns_reason, kind, parent, cg_reason)
 
 
+def require(mode: str, memory_limit_mib: int | None = None) -> Support:
+    """Raise :class:`SandboxUnavailable` when ``mode`` is ``required`` and the machine cannot confine."""
+    check_mode(mode)
+    support = detect()
+    if mode == "required" and not support.namespaces:
+        raise SandboxUnavailable(f"--sandbox required, but this machine cannot confine team code: "
+                                 f"{support.namespaces_reason}; use --sandbox auto to run unconfined (recorded)")
+    if mode == "required" and memory_limit_mib and not support.cgroup:
+        raise SandboxUnavailable(f"--sandbox required with --memory-limit {memory_limit_mib}, but no memory "
+                                 f"cgroup can be created: {support.cgroup_reason}; use --memory-limit 0 or --sandbox auto")
+    return support
+
+
 # ------------------------------------------------------------------------------------ command line
 
 def _mounts() -> list[tuple[str, bool]]:
@@ -352,6 +365,15 @@ class _Cgroup:
 
 # ----------------------------------------------------------------------------------------- running
 
+def _libc():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except (OSError, AttributeError):
+        return None
+
+
 class Confined:
     """One confined process tree. Use as a context manager; leaving it kills what is left.
 
@@ -369,11 +391,8 @@ class Confined:
         self.mode = mode
         self.memory_limit_mib = memory_limit_mib
         self.hide = [str(Path(h).resolve()) for h in hide]
-        support = detect()
+        support = require(mode, memory_limit_mib)
         self.confined = mode != "off" and support.namespaces
-        if mode == "required" and not support.namespaces:
-            raise SandboxUnavailable(f"--sandbox required, but this machine cannot confine team code: "
-                                     f"{support.namespaces_reason}; use --sandbox auto to run unconfined (recorded)")
         self.cgroup = None
         self.rlimit = False
         if memory_limit_mib:
@@ -383,13 +402,15 @@ class Confined:
                 except OSError:
                     self.cgroup = None
             if self.cgroup is None and mode == "required":
-                raise SandboxUnavailable(f"--sandbox required with --memory-limit {memory_limit_mib}, but no memory "
-                                         f"cgroup can be created: {support.cgroup_reason}; use --memory-limit 0 or --sandbox auto")
+                raise SandboxUnavailable(f"--sandbox required with --memory-limit {memory_limit_mib}: "
+                                         f"the memory cgroup could not be created under {support.cgroup_parent}")
             self.rlimit = self.cgroup is None
         run_env = dict(os.environ if env is None else env)
         run_env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
         for var in ("TMPDIR", "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR", "MPLCONFIGDIR"):
             run_env[var] = str(self.scratch)
+        if self.confined:
+            run_env["ESR_SANDBOXED"] = "1"  # the parent is the namespace's PID 1, not a dead driver
         argv = list(cmd)
         self._status_r = None
         pass_fds = ()
@@ -400,11 +421,13 @@ class Confined:
                                  cgroup_procs=self.cgroup.procs if self.cgroup else None, status_fd=status_w)
         elif self.cgroup:
             argv = ["sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "esr-cgroup", self.cgroup.procs, *argv]
-        preexec = None
-        if self.rlimit:
-            limit = memory_limit_mib * 1024 * 1024
+        limit = memory_limit_mib * 1024 * 1024 if self.rlimit else None
+        libc = _libc()
 
-            def preexec():  # address-space limit: an allocation beyond it raises MemoryError
+        def preexec():
+            if libc is not None:  # the tree dies with the driver: PR_SET_PDEATHSIG(SIGKILL), kept across exec
+                libc.prctl(1, signal.SIGKILL)
+            if limit:  # no cgroup: an address-space limit, so an allocation beyond it raises MemoryError
                 import resource
 
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
