@@ -416,22 +416,29 @@ def discover(models_dir: str | Path, *, infer: bool = True) -> Catalog:
 
 def _classify_helpers(catalog: Catalog, units: list[Unit]) -> None:
     """A no-card file or folder that other submissions import (``models/basicblock.py``) is a helper, not a problem."""
+    users = helper_users(units, [e.to_dict() for e in catalog.entries.values()])
+    kept = []
+    for problem in catalog.problems:
+        if problem.status == "no_card" and problem.name in users:
+            catalog.helpers[problem.name] = users[problem.name]
+        else:
+            kept.append(problem)
+    catalog.problems = kept
+
+
+def helper_users(units: list[Unit], cards: list[dict]) -> dict[str, list[str]]:
+    """unit name -> the submissions that import it (``models.<name>`` in their files, or a card's ``module``)."""
     users: dict[str, set] = {}
     for unit in units:
         for path in python_files(unit):
             for used in models_imports(path):
                 if used != unit.name:
                     users.setdefault(used, set()).add(unit.name)
-    for entry in catalog.entries.values():  # cards that use another unit's module (module = "imdn_baseline")
-        if entry.module and entry.module.split(".")[0] != Path(entry.file or "").stem:
-            users.setdefault(entry.module.split(".")[0], set()).add(entry.name)
-    kept = []
-    for problem in catalog.problems:
-        if problem.status == "no_card" and problem.name in users:
-            catalog.helpers[problem.name] = sorted(users[problem.name])
-        else:
-            kept.append(problem)
-    catalog.problems = kept
+    for card in cards:  # cards that use another unit's module (module = "imdn_baseline")
+        module, own = card.get("module"), Path(card.get("file") or "").stem
+        if module and module.split(".")[0] != own:
+            users.setdefault(module.split(".")[0], set()).add(card["name"])
+    return {name: sorted(v) for name, v in users.items()}
 
 
 def get_entry(catalog: Catalog, name: str) -> Entry:
@@ -462,10 +469,10 @@ def catalog_to_json(catalog: Catalog) -> dict:
 
 
 def discover_isolated(models_dir: str | Path, out_dir: str | Path, *, timeout_s: float = 600.0) -> dict:
-    """The catalog JSON of ``models_dir``, importing each file in its own forked process.
+    """The catalog JSON of ``models_dir``, importing each submission in its own forked process.
 
     Runs in the (confined) discovery subprocess: this process imports torch once, then forks
-    one child per model file. A file that hangs past ``timeout_s``, exits (``os._exit``,
+    one child per submission (model file, package folder or card-only sidecar). A file that hangs past ``timeout_s``, exits (``os._exit``,
     ``sys.exit``), crashes, changes the working directory or patches the harness at import
     affects only its own child: it becomes an ``import_error`` problem and every other file is
     read as if it were alone. ``out_dir`` holds one result file per child.
@@ -483,9 +490,12 @@ def discover_isolated(models_dir: str | Path, out_dir: str | Path, *, timeout_s:
         import torch  # noqa: F401
     except ImportError:
         pass
-    result = {"folder": str(models_dir), "entries": {}, "problems": [], "inferred": []}
+    units, others = submission_units(folder)
+    result = {"folder": str(models_dir), "entries": {}, "problems": [], "inferred": [], "helpers": {},
+              "not_submissions": [vars(o) for o in others]}
     seen: dict[str, str] = {}  # case-folded name -> file
-    for index, path in enumerate(p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")):
+    for index, unit in enumerate(units):
+        path = unit.path
         out = Path(out_dir) / f"file-{index}.json"
         out.unlink(missing_ok=True)
         pid = os.fork()
@@ -524,8 +534,8 @@ def discover_isolated(models_dir: str | Path, out_dir: str | Path, *, timeout_s:
                 code = os.waitstatus_to_exitcode(status)
                 why = (f"ended the process at import (killed by signal {-code})" if code < 0 else
                        f"ended the process at import (exit code {code}: os._exit or sys.exit in the file?)")
-            data = {"entries": [], "problem": vars(Problem(str(path), path.stem, "import_error",
-                                                           f"{path.stem}: import of {path.name} {why}"))}
+            data = {"entries": [], "problem": vars(Problem(str(path), unit.name, "import_error",
+                                                           f"{unit.name}: import of {path.name} {why}"))}
         if data["problem"]:
             result["problems"].append(data["problem"])
         for card in data["entries"]:
@@ -542,6 +552,10 @@ def discover_isolated(models_dir: str | Path, out_dir: str | Path, *, timeout_s:
             if card.get("source") == "inferred":
                 result["inferred"].append(name)
     result["entries"] = dict(sorted(result["entries"].items()))
+    users = helper_users(units, list(result["entries"].values()))
+    helpers = [p for p in result["problems"] if p["status"] == "no_card" and p["name"] in users]
+    result["problems"] = [p for p in result["problems"] if p not in helpers]
+    result["helpers"] = {p["name"]: users[p["name"]] for p in helpers}
     return result
 
 
