@@ -40,7 +40,7 @@ class RunConfig:
     tracks: list[str] = field(default_factory=list)
     settings: RunSettings = field(default_factory=RunSettings)
     extra: dict = field(default_factory=dict)  # backend options (recorded)
-    quality: bool = True             # False (--no-quality): complexity only, no data, no timing
+    quality: bool = True             # False: complexity only, no data, no quality or timing (esr run --no-quality)
 
 
 @dataclass

@@ -193,6 +193,7 @@ def measure(job: dict) -> dict:
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
     torch.backends.cudnn.benchmark = bool(settings.cudnn_benchmark)
+    global_state = timing_globals()  # before the team's file is imported
     device = resolve_device(settings.device)
     session = job["_session"] = open_submission(job["file"], device)  # `models` = its folder; CUDA calls on a CPU
     entry = job["_entry"] = load_entry(job["file"], name)
@@ -220,10 +221,13 @@ def measure(job: dict) -> dict:
         for key in ("params", "macs", "macs_legacy", "activations", "conv"):
             if key in complexity:
                 metrics[key] = complexity[key]
-    raw, trial_means, memory, protocol = {}, {}, {}, None
+    raw, trial_means, memory = {}, {}, {}
+    protocol = None  # no split: a complexity-only job (esr run --no-quality)
     if not job["splits"]:
         flags.append(f"{name}: complexity only (--no-quality): no runtime, memory or quality measured")
     first_lrs = []
+    for what in restore_timing_globals(global_state):
+        flags.append(f"{name}: the model's code changed {what} (import, build or deploy); reset before timing")
     for split_name, cache in job["splits"].items():
         split = load_cache(cache)
         first_lrs = first_lrs or [p.lr for p in split.pairs[:3]]
@@ -237,6 +241,8 @@ def measure(job: dict) -> dict:
         for key, value in res["mean"].items():
             metrics[f"{split_name}.{key}"] = value
         protocol = res["protocol"]
+    for what in restore_timing_globals(global_state):
+        flags.append(f"{name}: the model's forward changed {what} while being timed; its times are not comparable")
     if trained and first_lrs:  # not a figure: a warning the run prints (no ground truth needed)
         from harness.measure.plausibility import input_range_warning
 
@@ -267,6 +273,50 @@ def measure(job: dict) -> dict:
         "provenance": provenance(device=device, device_name=device_name, threads=torch.get_num_threads(),
                                  checkpoint_sha256=prepared.load.get("sha256"), **job.get("provenance", {})),
     }
+
+
+def timing_globals() -> dict:
+    """Process-wide settings that change how fast a model runs; a team file may change them at import."""
+    import torch
+
+    return {
+        "thread count": torch.get_num_threads(),
+        "default dtype": torch.get_default_dtype(),
+        "cudnn.enabled": torch.backends.cudnn.enabled,
+        "cudnn.benchmark": torch.backends.cudnn.benchmark,
+        "cudnn.deterministic": torch.backends.cudnn.deterministic,
+        "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+        "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "mkldnn.enabled": torch.backends.mkldnn.enabled,
+        "float32 matmul precision": torch.get_float32_matmul_precision(),
+    }
+
+
+def restore_timing_globals(state: dict) -> list[str]:
+    """Put back every setting of :func:`timing_globals` that differs; returns what was changed.
+
+    Flush-denormal mode cannot be read back, so it is always reset to off (torch's default).
+    """
+    import torch
+
+    now = timing_globals()
+    changed = [f"{key} ({state[key]} -> {now[key]})" for key in state if now[key] != state[key]]
+    setters = {
+        "thread count": torch.set_num_threads,
+        "default dtype": torch.set_default_dtype,
+        "cudnn.enabled": lambda v: setattr(torch.backends.cudnn, "enabled", v),
+        "cudnn.benchmark": lambda v: setattr(torch.backends.cudnn, "benchmark", v),
+        "cudnn.deterministic": lambda v: setattr(torch.backends.cudnn, "deterministic", v),
+        "cudnn.allow_tf32": lambda v: setattr(torch.backends.cudnn, "allow_tf32", v),
+        "cuda.matmul.allow_tf32": lambda v: setattr(torch.backends.cuda.matmul, "allow_tf32", v),
+        "mkldnn.enabled": lambda v: setattr(torch.backends.mkldnn, "enabled", v),
+        "float32 matmul precision": torch.set_float32_matmul_precision,
+    }
+    for key, value in state.items():
+        if now[key] != value:
+            setters[key](value)
+    torch.set_flush_denormal(False)
+    return changed
 
 
 def cpu_name() -> str:
