@@ -182,7 +182,7 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     reused, todo = [], []
     for job in jobs:
         existing = read_json(job["record"])
-        if not config.force and is_complete(existing, job["key"]):
+        if not config.force and is_complete(existing, job["key"]) and _has_saved_sr(existing, config.settings):
             reused.append(job["entry"])
         else:
             todo.append(job)
@@ -194,6 +194,14 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     ordered = [r for r in ordered if r]
     write_summary(out, ordered)
     return Outcome(records=ordered, skipped=skipped, reused=reused, measured=[j["entry"] for j in todo])
+
+
+def _has_saved_sr(record: dict, settings: RunSettings) -> bool:
+    """With --save-sr, a record is reused only if its SR images were saved into that folder."""
+    if not settings.save_sr or record.get("status") not in ("ok", "untrained"):
+        return True
+    saved = record.get("sr_saved") or {}
+    return saved.get("dir") == str(Path(settings.save_sr).resolve())
 
 
 def make_backend(config: RunConfig):

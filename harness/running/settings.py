@@ -18,6 +18,8 @@ class RunSettings:
     timeout_s: wall-clock limit of one entry's subprocess.
     modes: optional inference modes (fp16, channels_last, self_ensemble, tile, overlap);
         all off by default and recorded when on.
+    save_sr: folder (absolute) where the uint8 SR outputs are written as PNG
+        (``<entry>/<split>/<image>.png``); None: not saved. Changes no measurement.
     """
 
     device: str = "cpu"
@@ -29,6 +31,7 @@ class RunSettings:
     timeout_s: float = 1800.0
     complexity: bool = True
     modes: dict = field(default_factory=dict)
+    save_sr: str | None = None
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -51,6 +54,7 @@ class RunSettings:
         """The settings that change a measurement (timeout does not)."""
         d = self.to_dict()
         d.pop("timeout_s", None)
+        d.pop("save_sr", None)
         return d
 
     @classmethod

@@ -121,6 +121,7 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
     crop = settings.crop_for(entry.scale)
     inputs = [to_input(p.lr, entry.input_range, device) for p in split.pairs]
     quality = {k: [None] * len(split.pairs) for k in ("psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y")}
+    saved = [None] * len(split.pairs) if settings.save_sr else None
 
     def on_output(trial: int, index: int, out) -> None:
         if trial != 0:
@@ -135,6 +136,10 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
         if not bool(out.isfinite().all()):
             raise BadOutput(f"{entry.name}: output of {pair.name} contains NaN or Inf")
         sr = to_uint8(out, entry.input_range)
+        if saved is not None:  # exactly the uint8 image scored below
+            from harness.running.save_sr import save_sr
+
+            saved[index] = save_sr(settings.save_sr, entry.name, split.split, pair.name, sr)
         for channel in ("rgb", "y"):
             quality[f"psnr_{channel}"][index] = psnr(sr, pair.hr, crop_border=crop, channel=channel)
             quality[f"ssim_{channel}"][index] = ssim(sr, pair.hr, crop_border=crop, channel=channel)
@@ -152,6 +157,8 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
         "crop_border": crop,
     }
     result.update(quality)
+    if saved is not None:
+        result["sr_saved"] = saved
     result["mean"] = {k: mean_quality(v) for k, v in quality.items()}
     return result
 
@@ -217,7 +224,7 @@ def measure(job: dict) -> dict:
         for key in ("params", "macs", "macs_legacy", "activations", "conv"):
             if key in complexity:
                 metrics[key] = complexity[key]
-    raw, trial_means, memory = {}, {}, {}
+    raw, trial_means, memory, saved = {}, {}, {}, {}
     for split_name, cache in job["splits"].items():
         split = load_cache(cache)
         res = timed_with_settle(prepared, split, settings, device, forward, flags)
@@ -230,8 +237,10 @@ def measure(job: dict) -> dict:
         for key, value in res["mean"].items():
             metrics[f"{split_name}.{key}"] = value
         protocol = res["protocol"]
+        if "sr_saved" in res:
+            saved[split_name] = res["sr_saved"]
     device_name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name()
-    return {
+    record = {
         "schema": SCHEMA,
         "entry": name,
         "status": "ok" if trained else "untrained",
@@ -252,6 +261,11 @@ def measure(job: dict) -> dict:
         "provenance": provenance(device=device, device_name=device_name, threads=torch.get_num_threads(),
                                  checkpoint_sha256=prepared.load.get("sha256"), **job.get("provenance", {})),
     }
+    if settings.save_sr:
+        from harness.running.save_sr import saved_summary
+
+        record["sr_saved"] = saved_summary(settings.save_sr, saved)
+    return record
 
 
 def cpu_name() -> str:
