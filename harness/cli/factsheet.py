@@ -69,7 +69,8 @@ def figures(record: dict, split: str = "valid") -> list[Figure]:
     out = [
         metric("Val PSNR", f"{split}.psnr_rgb", "dB", note=psnr_note),
         metric("Val time per image", f"{split}.runtime_ms", "ms",
-               note=f"mean over {trials} trial(s) of the per-trial mean per image" if trials else "mean per image"),
+               note=(f"mean over {trials} trial(s) of the per-trial mean per image" if trials else "mean per image")
+               + ("; measured on a CPU: the factsheet asks for the GPU time" if _on_cpu(record) else "")),
         metric("Params", "params", "M", 1e6, 3, note="all parameters after the deploy step"),
         metric("FLOPs", "macs", "G", 1e9, 2, note=f"fvcore (challenges since 2023), 1 FLOP = 1 multiply-accumulate{at}"),
         metric("FLOPs (NTIRE 2022 counter)", "macs_legacy", "G", 1e9, 2, note=f"NTIRE 2022 forward-hook counter{at}"),
@@ -78,6 +79,12 @@ def figures(record: dict, split: str = "valid") -> list[Figure]:
         metric("Conv", "conv", "count", 1.0, 0, note="Conv2d layers called in one forward"),
     ]
     return out
+
+
+def _on_cpu(record: dict) -> bool:
+    device = ((record.get("runtime") or {}).get("protocol") or {}).get("device") or \
+        (record.get("provenance") or {}).get("device") or (record.get("settings") or {}).get("device") or ""
+    return str(device).startswith("cpu")
 
 
 def _memory_figure(record: dict, split: str) -> Figure:
@@ -90,7 +97,7 @@ def _memory_figure(record: dict, split: str) -> Figure:
     if kind is None:
         what = "memory was not measured"
     else:
-        what = f"measured instead: {kind} = {_fmt(value, 1.0, 2)} MiB (memory.{split}.kind)"
+        what = f"measured instead: {kind} = {_fmt(value, 1.0, 2)} MiB"
     return Figure("GPU memory", "-", "M", f"memory.{split}.kind", f"not measured on a GPU; {what}")
 
 
@@ -144,9 +151,11 @@ def latex(record: dict, split: str = "valid") -> str:
     lines = [f"% Factsheet figures of {e(str(record.get('entry')))}, written by esr factsheet from its record",
              r"\begin{tabular}{lrl}", r"\hline", r"Figure & Value & Unit \\", r"\hline"]
     for f in figures(record, split):
-        lines.append(f"{e(f.label)} & {e(f.value)} & {e(f.unit)} \\\\  % {e(f.source)}: {e(f.note)}")
+        if f.value == "-":  # say why on the line itself (e.g. memory measured on a CPU)
+            lines.append(f"{e(f.label)} & \\multicolumn{{2}}{{l}}{{-- ({e(f.note)})}} \\\\  % {e(f.source)}")
+        else:
+            lines.append(f"{e(f.label)} & {e(f.value)} & {e(f.unit)} \\\\  % {e(f.source)}: {e(f.note)}")
     lines += [r"\hline", r"\end{tabular}", ""]
-    lines += [f"% {e(label)}: {e(text)}" for label, text in context(record, split)]
     lines += [r"\par\noindent\footnotesize " + "; ".join(f"{e(label)}: {e(text)}"
                                                         for label, text in context(record, split)[1:5])]
     return "\n".join(lines) + "\n"
