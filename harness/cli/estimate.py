@@ -135,7 +135,7 @@ def rank_pair(team_record: dict, baseline_record: dict, track) -> TeamEstimate:
 
     frame = from_records([team_record, baseline_record], ["team", "baseline"])
     base = baseline_record["entry"]
-    rankings = [rank(frame, track, sub, baseline_entry=base) for sub in track.subtracks]
+    rankings = [rank(frame, track, sub, baseline_entry=base, stability=False) for sub in track.subtracks]
     table = rankings[0].table.set_index("entry")
     values = {k: _float(table.at[team_record["entry"], k]) for k in track.metrics}
     base_values = {k: _float(table.at[base, k]) for k in track.metrics}

@@ -111,7 +111,7 @@ def to_input(lr, input_range: float, device: str):
     return x.to(device)
 
 
-def measure_split(prepared: Prepared, split, settings: RunSettings, device: str, forward) -> dict:
+def measure_split(prepared: Prepared, split, settings: RunSettings, device: str, forward, stash=None) -> dict:
     """Warm-up, timed trials, quality on the first trial's outputs, peak memory."""
     from harness.measure.memory import PeakMemory
     from harness.measure.metrics import psnr, ssim, to_uint8
@@ -121,7 +121,6 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
     crop = settings.crop_for(entry.scale)
     inputs = [to_input(p.lr, entry.input_range, device) for p in split.pairs]
     quality = {k: [None] * len(split.pairs) for k in ("psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y")}
-    saved = [None] * len(split.pairs) if settings.save_sr else None
 
     def on_output(trial: int, index: int, out) -> None:
         if trial != 0:
@@ -136,10 +135,10 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
         if not bool(out.isfinite().all()):
             raise BadOutput(f"{entry.name}: output of {pair.name} contains NaN or Inf")
         sr = to_uint8(out, entry.input_range)
-        if saved is not None:  # exactly the uint8 image scored below
-            from harness.running.save_sr import save_sr
+        if stash is not None:  # --save-sr: exactly the uint8 image scored below; the parent writes the PNG
+            from harness.running.save_sr import stash_sr
 
-            saved[index] = save_sr(settings.save_sr, entry.name, split.split, pair.name, sr)
+            stash_sr(stash, split.split, index, sr)
         for channel in ("rgb", "y"):
             quality[f"psnr_{channel}"][index] = psnr(sr, pair.hr, crop_border=crop, channel=channel)
             quality[f"ssim_{channel}"][index] = ssim(sr, pair.hr, crop_border=crop, channel=channel)
@@ -157,8 +156,6 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
         "crop_border": crop,
     }
     result.update(quality)
-    if saved is not None:
-        result["sr_saved"] = saved
     result["mean"] = {k: mean_quality(v) for k, v in quality.items()}
     return result
 
@@ -169,19 +166,19 @@ def mean_quality(values) -> float:
     return math.inf if any(math.isinf(v) for v in vals) else sum(vals) / len(vals)
 
 
-def timed_with_settle(prepared: Prepared, split, settings, device, forward, flags: list) -> dict:
+def timed_with_settle(prepared: Prepared, split, settings, device, forward, flags: list, stash=None) -> dict:
     """Time a split; if the model changes itself while running, flag it and re-time once settled."""
     from harness.measure.timing import state_fingerprint
 
     before = state_fingerprint(prepared.model)
-    result = measure_split(prepared, split, settings, device, forward)
+    result = measure_split(prepared, split, settings, device, forward, stash)
     after = state_fingerprint(prepared.model)
     if after != before:
         flags.append(
             f"{prepared.entry.name}: parameters changed during the {split.split} forwards "
             f"({before[0]} -> {after[0]} params; lazy re-parameterisation?); re-measured after it settled"
         )
-        result = measure_split(prepared, split, settings, device, forward)
+        result = measure_split(prepared, split, settings, device, forward, stash)
         if state_fingerprint(prepared.model) != after:
             raise StageError("run_error", f"{prepared.entry.name}: parameters keep changing on every forward")
     return result
@@ -224,10 +221,13 @@ def measure(job: dict) -> dict:
         for key in ("params", "macs", "macs_legacy", "activations", "conv"):
             if key in complexity:
                 metrics[key] = complexity[key]
-    raw, trial_means, memory, saved = {}, {}, {}, {}
+    raw, trial_means, memory = {}, {}, {}
+    stash = Path(job["record"]).parent / "sr" if settings.save_sr and job.get("record") else None
+    first_lrs = []
     for split_name, cache in job["splits"].items():
         split = load_cache(cache)
-        res = timed_with_settle(prepared, split, settings, device, forward, flags)
+        first_lrs = first_lrs or [p.lr for p in split.pairs[:3]]
+        res = timed_with_settle(prepared, split, settings, device, forward, flags, stash)
         raw[split_name] = {k: res[k] for k in ("images", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "runtime_ms")}
         trial_means[split_name] = res["trial_means_ms"]
         memory[split_name] = res["memory"]
@@ -237,10 +237,14 @@ def measure(job: dict) -> dict:
         for key, value in res["mean"].items():
             metrics[f"{split_name}.{key}"] = value
         protocol = res["protocol"]
-        if "sr_saved" in res:
-            saved[split_name] = res["sr_saved"]
+    if trained and first_lrs:  # not a figure: a warning the run prints (no ground truth needed)
+        from harness.measure.plausibility import input_range_warning
+
+        warning = input_range_warning(prepared.model, first_lrs, entry.input_range, name, device)
+        if warning:
+            flags.append(warning)
     device_name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name()
-    record = {
+    return {
         "schema": SCHEMA,
         "entry": name,
         "status": "ok" if trained else "untrained",
@@ -261,11 +265,6 @@ def measure(job: dict) -> dict:
         "provenance": provenance(device=device, device_name=device_name, threads=torch.get_num_threads(),
                                  checkpoint_sha256=prepared.load.get("sha256"), **job.get("provenance", {})),
     }
-    if settings.save_sr:
-        from harness.running.save_sr import saved_summary
-
-        record["sr_saved"] = saved_summary(settings.save_sr, saved)
-    return record
 
 
 def cpu_name() -> str:
@@ -317,7 +316,8 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
-    if os.getppid() == 1:  # the driver died before the line above
+    if os.getppid() == 1 and not os.environ.get("ESR_SANDBOXED"):  # the driver died before the line above
+        # (in the sandbox, PID 1 is the namespace's init, and the namespace dies with the driver)
         sys.exit(1)
 
 
