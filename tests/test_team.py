@@ -237,7 +237,8 @@ def test_check_track_estimates_the_score_beside_the_untrained_baseline(tmp_path,
     for split, threshold in (("valid", "26.90"), ("test", "26.99")):
         gate = [ln for ln in text.splitlines() if ln.strip().startswith(f"{split} PSNR >= {threshold} dB")]
         assert len(gate) == 1 and f"{team['metrics'][f'{split}.psnr_rgb']:.2f} dB here" in gate[0]
-        assert f"CANNOT be judged on this data: {split} was measured on the built-in set" in gate[0]
+        assert (f"CANNOT be judged on this data: {split} measured on the built-in set (six scikit-image photos), "
+                f"the threshold is defined on DIV2K_LSDIR_{split}") in gate[0]
     # what the untrained baseline needs, and where its checkpoint is published (from the span card)
     assert (f"baseline span ran UNTRAINED: its checkpoint ntire2026_team00_SPAN.pth was not found at "
             f"{empty_zoo / 'ntire2026_team00_SPAN.pth'}") in text

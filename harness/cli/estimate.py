@@ -35,6 +35,7 @@ class TeamEstimate:
     rankings: list                       # leaderboard.rank.Ranking per sub-track
     values: dict                         # track metric -> team value (canonical units)
     baseline_values: dict                # track metric -> baseline value (canonical units)
+    frame: object = None                 # the two-row input frame (team row first)
 
 
 @dataclass
@@ -139,7 +140,7 @@ def rank_pair(team_record: dict, baseline_record: dict, track) -> TeamEstimate:
     table = rankings[0].table.set_index("entry")
     values = {k: _float(table.at[team_record["entry"], k]) for k in track.metrics}
     base_values = {k: _float(table.at[base, k]) for k in track.metrics}
-    return TeamEstimate(team_record["entry"], team_record, rankings, values, base_values)
+    return TeamEstimate(team_record["entry"], team_record, rankings, values, base_values, frame)
 
 
 def _float(value) -> float:
@@ -199,13 +200,23 @@ def _data_text(record: dict) -> str:
     return "; ".join(parts) or "not recorded"
 
 
+def active_gates(team: TeamEstimate) -> list:
+    """The gates the engine applied in any sub-track (switched-off gates left out), in order."""
+    gates = []
+    for ranking in team.rankings:
+        for gate, _ in getattr(ranking, "gates", None) or [(g, "") for g in ranking.track.gates]:
+            if gate not in gates:
+                gates.append(gate)
+    return gates
+
+
 def gate_lines(track, team: TeamEstimate, record: dict) -> list[str]:
-    """One line per gate: value, threshold, pass/fail, and whether the data used can judge it."""
+    """One line per active gate: value, threshold, pass/fail, and whether the data used can judge it."""
     from leaderboard.rank import gate_check
 
     ranking = team.rankings[0]
     lines = []
-    for gate in track.gates:
+    for gate in active_gates(team):
         metric = track.metrics[gate.metric]
         value = team.values.get(gate.metric, math.nan)
         if gate.baseline:
@@ -220,7 +231,7 @@ def gate_lines(track, team: TeamEstimate, record: dict) -> list[str]:
             continue
         reason = gate_check(gate, track, value, ranking.baseline, ranking.compare)
         verdict = "passes" if reason is None else f"fails ({reason})"
-        judged = judgeable(track, gate.metric, record)
+        judged = judgeable(track, gate, team, record)
         if not record.get("trained", True) and _quality_metric(track, gate.metric):
             judged = "cannot be judged: the team's entry is untrained (no checkpoint), its PSNR is of random weights"
         lines.append(f"{label} {want}: {_shown(track, gate.metric, value)} {metric.unit} here, {verdict}; {judged}")
@@ -237,32 +248,29 @@ def _quality_metric(track, key: str) -> bool:
     return any(n.split(".")[-1].startswith(("psnr", "ssim")) for n in track.inputs([key]))
 
 
-def judgeable(track, key: str, record: dict) -> str:
-    """Whether a gate on ``key`` can be judged on the data the record was measured on."""
-    if not _quality_metric(track, key):
-        return "judged on this machine's measurement"
-    splits = [n.split(".")[0] for n in track.inputs([key]) if "." in n]
-    data = record.get("data") or {}
-    expected = getattr(getattr(track, "context", None), "data", None) or {}
-    problems = []
-    for split in splits:
-        info = data.get(split) or {}
-        name = info.get("name")
-        if name in BUILTIN:
-            problems.append(f"{split} was measured on the built-in set (six scikit-image photos), not the "
-                            f"challenge's {expected.get(split, split + ' set')}")
-        elif expected.get(split):
-            from leaderboard.inputs import data_identity
+def judgeable(track, gate, team: TeamEstimate, record: dict) -> str:
+    """Whether the gate can be judged on the data (and device) the team's row was measured on.
 
-            got = data_identity(split, info) if callable(data_identity) else name
-            if re.sub(r"[^a-z0-9]", "", str(got).lower()) != re.sub(r"[^a-z0-9]", "", str(expected[split]).lower()):
-                problems.append(f"{split} was measured on {got}, the gate is defined on {expected[split]}")
-        else:
-            problems.append(f"{split} was measured on {name}; the threshold holds only on the challenge's {split} set")
-    if problems:
-        return "CANNOT be judged on this data: " + "; ".join(problems) + \
-            " (pass --data/--test with the challenge's validation and test folders)"
-    return "judged on the challenge's data"
+    The engine's rule (``leaderboard.context``): a threshold defined on the challenge's data or
+    device holds only for rows measured on them; a comparison with the baseline measured alongside
+    always applies.
+    """
+    if gate.baseline:
+        return "judged against the baseline measured alongside"
+    from leaderboard.context import mismatch
+
+    why = mismatch(track, gate.metric, team.frame, 0) if team.frame is not None else None
+    builtin = [s for s in track.splits_of(gate.metric)
+               if ((record.get("data") or {}).get(s) or {}).get("name") in BUILTIN]
+    if builtin:
+        expected = getattr(getattr(track, "context", None), "data", None) or {}
+        why = "; ".join(f"{s} measured on the built-in set (six scikit-image photos), the threshold is defined on "
+                        f"{expected.get(s, 'the challenge' + chr(39) + 's ' + s + ' set')}" for s in builtin)
+    if why:
+        fix = (" (pass --data/--test with the challenge's validation and test folders)"
+               if _quality_metric(track, gate.metric) else "")
+        return f"CANNOT be judged on this data: {why}{fix}"
+    return "judged on the track's own data"
 
 
 def report_lines(est: Estimate) -> list[str]:
@@ -335,7 +343,7 @@ def subtrack_line(track, ranking, team: TeamEstimate) -> str:
         head = (f"{sub.id}: {sub.rule_text}: better than the baseline in {len(wins)} of {len(sub.of)}"
                 + (f" ({', '.join(wins)})" if wins else ""))
     status = ranking.table.set_index("entry").at[team.entry, "status"]
-    return head + (f"; the rules would not rank it here: {status}" if status else "; the rules would rank it")
+    return head + (f"; the rules would not rank it here: {status}" if status else "; no rule excludes it on this data")
 
 
 def baseline_checkpoint_lines(track, base_rec: dict) -> list[str]:
