@@ -13,7 +13,7 @@ DEFAULT_INPUT = "3x256x256"
 
 
 def add_arguments(p) -> None:
-    from harness.cli.common import default_models, default_zoo
+    from harness.cli.common import add_confinement_arguments, default_models, default_zoo
 
     p.add_argument("path", type=Path, help="the model file, its sidecar .toml, or a folder holding one submission")
     p.add_argument("--zoo", type=Path, default=None,
@@ -34,6 +34,7 @@ def add_arguments(p) -> None:
     p.add_argument("--no-score", action="store_true", help="with --track: only the ratios, no score estimate")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for the model checks (default 600)")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")
+    add_confinement_arguments(p)
 
 
 def track_baseline(track: str, models: Path, zoo: Path) -> dict:
@@ -79,7 +80,8 @@ def _baseline_from_track_file(track: str) -> list[str] | None:
 
 
 def check_submission(path, *, zoo=None, data=None, track=None, models=None, baseline_zoo=None,
-                     input_shape=(1, 3, 256, 256), timeout_s: float = 600.0) -> list:
+                     input_shape=(1, 3, 256, 256), timeout_s: float = 600.0, sandbox: str = "auto",
+                     memory_limit_mib: int | None = None) -> list:
     """All checks on one submission; returns the CheckResult list (static checks first)."""
     from harness.checks.process import run_model_checks
     from harness.checks.static import check_naming, check_single_file, locate, zoo_candidates
@@ -93,7 +95,8 @@ def check_submission(path, *, zoo=None, data=None, track=None, models=None, base
     if track:
         baseline = track_baseline(track, Path(models or default_models()), Path(baseline_zoo or default_zoo()))
     results += run_model_checks(sub, zoo_dirs=zoo_candidates(sub, zoo, default_zoo()), data=data,
-                                input_shape=tuple(input_shape), baseline=baseline, timeout_s=timeout_s)
+                                input_shape=tuple(input_shape), baseline=baseline, timeout_s=timeout_s,
+                                sandbox=sandbox, memory_limit_mib=memory_limit_mib)
     return results
 
 
@@ -124,14 +127,17 @@ def main(args) -> int:
     from rich.console import Console
     from rich.text import Text
 
+    from harness.cli.common import memory_limit_from_args
+    from harness.core.sandbox import SandboxUnavailable
     from harness.running.settings import parse_shape
 
     console = Console(soft_wrap=True)
     try:
         shape = parse_shape(args.input)
         results = check_submission(args.path, zoo=args.zoo, data=args.data, track=args.track, models=args.models,
-                                   baseline_zoo=args.baseline_zoo, input_shape=shape, timeout_s=args.timeout)
-    except (FileNotFoundError, ValueError) as exc:
+                                   baseline_zoo=args.baseline_zoo, input_shape=shape, timeout_s=args.timeout,
+                                   sandbox=args.sandbox, memory_limit_mib=memory_limit_from_args(args))
+    except (FileNotFoundError, ValueError, SandboxUnavailable) as exc:
         console.print(Text(f"esr check: {exc}", style="red"))
         return 2
     render(results, console, f"esr check {args.path}")

@@ -25,8 +25,12 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads of each worker (default: torch's)")
     p.add_argument("--input", default="3x256x256", help="LR input of the complexity counters (default 3x256x256)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per entry (default 1800)")
+    from harness.cli.common import add_confinement_arguments
+
     add_confinement_arguments(p)
     p.add_argument("--cudnn-benchmark", action="store_true", help="turn cudnn.benchmark on (recorded)")
+    p.add_argument("--no-quality", action="store_true",
+                   help="complexity only: no data is read, no PSNR/SSIM, no timing (replays of published tables)")
     p.add_argument("--no-complexity", action="store_true", help="skip the complexity counters")
     p.add_argument("--fp16", action="store_true", help="half precision inference (CUDA only; recorded)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (CUDA only; recorded)")
@@ -46,22 +50,9 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def add_confinement_arguments(p) -> None:
-    """``--sandbox`` and ``--memory-limit``: shared by run, check and profile."""
-    p.add_argument("--sandbox", choices=["auto", "required", "off"], default="auto",
-                   help="confine team code (no network, read-only files, own PID namespace): auto (default: when the "
-                        "machine allows, else unconfined and recorded), required (refuse to run without), off")
-    p.add_argument("--memory-limit", default=None, metavar="MIB",
-                   help="memory limit of one entry's process tree in MiB (default 75%% of RAM; 0: none)")
-
-
-def memory_limit_from_args(args):
-    from harness.core.sandbox import check_memory_limit, default_memory_limit_mib
-
-    return default_memory_limit_mib() if args.memory_limit is None else check_memory_limit(args.memory_limit)
-
-
 def settings_from_args(args) -> RunSettings:
+    from harness.cli.common import memory_limit_from_args
+
     modes = {}
     if args.fp16:
         modes["fp16"] = True
@@ -99,7 +90,7 @@ def main(args) -> int:
             entries=[e.strip() for e in args.entries.split(",") if e.strip()] if args.entries else None,
             all_entries=args.all_entries, force=args.force, strict=args.strict, backend=args.backend, address=args.address,
             tracks=[t.strip() for t in args.tracks.split(",") if t.strip()],
-            settings=settings_from_args(args), extra=extra,
+            settings=settings_from_args(args), extra=extra, quality=not args.no_quality,
         )
         outcome = run(config, console=console, progress=not args.quiet)
     except (RunError, ValueError) as exc:

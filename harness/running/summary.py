@@ -125,6 +125,11 @@ def notes(records) -> list[str]:
             out.append(f"{r['entry']} [{r['status']}]: {r['error']}")
         for flag in r.get("flags") or []:
             out.append(f"{r['entry']} [flag]: {flag}")
+    unconfined = [r for r in records if (r.get("isolation") or {}).get("mechanism") == "none"]
+    if unconfined:  # --sandbox auto on a machine without namespaces, or --sandbox off
+        reason = (unconfined[0].get("isolation") or {}).get("reason", "")
+        out.append(f"UNCONFINED: team code of {', '.join(r['entry'] for r in unconfined)} ran without the sandbox "
+                   f"({reason}): it could write files, use the network and leave processes; not for judging")
     return out
 
 

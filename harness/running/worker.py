@@ -21,6 +21,7 @@ from pathlib import Path
 from harness.submissions.checkpoint import LoadError, load_entry_checkpoint
 from harness.measure.deploy import DeployError, apply_deploy
 from harness.submissions.discovery import entries_of_file, one_line
+from harness.submissions.importing import explain_failure, open_submission
 from harness.running.records import SCHEMA, atomic_write_json, provenance
 from harness.running.settings import RunSettings
 
@@ -67,7 +68,8 @@ def prepare_model(entry, zoo_dir, device: str = "cpu") -> Prepared:
     try:
         model = entry.build()
     except Exception as exc:
-        raise StageError("build_error", f"{entry.name}: constructing {entry.model_name} failed: {one_line(exc)}") from exc
+        why = explain_failure(exc) or one_line(exc)
+        raise StageError("build_error", f"{entry.name}: constructing {entry.model_name} failed: {why}") from exc
     deploy = None
     flags = []
     try:
@@ -195,8 +197,10 @@ def measure(job: dict) -> dict:
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
     torch.backends.cudnn.benchmark = bool(settings.cudnn_benchmark)
+    global_state = timing_globals()  # before the team's file is imported
     device = resolve_device(settings.device)
-    entry = load_entry(job["file"], name)
+    session = job["_session"] = open_submission(job["file"], device)  # `models` = its folder; CUDA calls on a CPU
+    entry = job["_entry"] = load_entry(job["file"], name)
     prepared = prepare_model(entry, job.get("zoo"), device)
     flags = list(prepared.flags)
     trained = prepared.load["trained"]
@@ -223,7 +227,12 @@ def measure(job: dict) -> dict:
                 metrics[key] = complexity[key]
     raw, trial_means, memory = {}, {}, {}
     stash = Path(job["record"]).parent / "sr" if settings.save_sr and job.get("record") else None
+    protocol = None  # no split: a complexity-only job (esr run --no-quality)
+    if not job["splits"]:
+        flags.append(f"{name}: complexity only (--no-quality): no runtime, memory or quality measured")
     first_lrs = []
+    for what in restore_timing_globals(global_state):
+        flags.append(f"{name}: the model's code changed {what} (import, build or deploy); reset before timing")
     for split_name, cache in job["splits"].items():
         split = load_cache(cache)
         first_lrs = first_lrs or [p.lr for p in split.pairs[:3]]
@@ -237,6 +246,8 @@ def measure(job: dict) -> dict:
         for key, value in res["mean"].items():
             metrics[f"{split_name}.{key}"] = value
         protocol = res["protocol"]
+    for what in restore_timing_globals(global_state):
+        flags.append(f"{name}: the model's forward changed {what} while being timed; its times are not comparable")
     if trained and first_lrs:  # not a figure: a warning the run prints (no ground truth needed)
         from harness.measure.plausibility import input_range_warning
 
@@ -244,6 +255,7 @@ def measure(job: dict) -> dict:
         if warning:
             flags.append(warning)
     device_name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name()
+    flags.extend(session.flags(name))
     return {
         "schema": SCHEMA,
         "entry": name,
@@ -260,11 +272,56 @@ def measure(job: dict) -> dict:
         "deploy": prepared.deploy,
         "load": prepared.load,
         "flags": flags,
+        "submission": session.report(entry, prepared.load),
         "settings": settings.to_dict(),
         "data": job.get("data", {}),
         "provenance": provenance(device=device, device_name=device_name, threads=torch.get_num_threads(),
                                  checkpoint_sha256=prepared.load.get("sha256"), **job.get("provenance", {})),
     }
+
+
+def timing_globals() -> dict:
+    """Process-wide settings that change how fast a model runs; a team file may change them at import."""
+    import torch
+
+    return {
+        "thread count": torch.get_num_threads(),
+        "default dtype": torch.get_default_dtype(),
+        "cudnn.enabled": torch.backends.cudnn.enabled,
+        "cudnn.benchmark": torch.backends.cudnn.benchmark,
+        "cudnn.deterministic": torch.backends.cudnn.deterministic,
+        "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+        "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "mkldnn.enabled": torch.backends.mkldnn.enabled,
+        "float32 matmul precision": torch.get_float32_matmul_precision(),
+    }
+
+
+def restore_timing_globals(state: dict) -> list[str]:
+    """Put back every setting of :func:`timing_globals` that differs; returns what was changed.
+
+    Flush-denormal mode cannot be read back, so it is always reset to off (torch's default).
+    """
+    import torch
+
+    now = timing_globals()
+    changed = [f"{key} ({state[key]} -> {now[key]})" for key in state if now[key] != state[key]]
+    setters = {
+        "thread count": torch.set_num_threads,
+        "default dtype": torch.set_default_dtype,
+        "cudnn.enabled": lambda v: setattr(torch.backends.cudnn, "enabled", v),
+        "cudnn.benchmark": lambda v: setattr(torch.backends.cudnn, "benchmark", v),
+        "cudnn.deterministic": lambda v: setattr(torch.backends.cudnn, "deterministic", v),
+        "cudnn.allow_tf32": lambda v: setattr(torch.backends.cudnn, "allow_tf32", v),
+        "cuda.matmul.allow_tf32": lambda v: setattr(torch.backends.cuda.matmul, "allow_tf32", v),
+        "mkldnn.enabled": lambda v: setattr(torch.backends.mkldnn, "enabled", v),
+        "float32 matmul precision": torch.set_float32_matmul_precision,
+    }
+    for key, value in state.items():
+        if now[key] != value:
+            setters[key](value)
+    torch.set_flush_denormal(False)
+    return changed
 
 
 def cpu_name() -> str:
@@ -281,12 +338,15 @@ def cpu_name() -> str:
 
 
 def failure_record(job: dict, status: str, error: str, started: float, detail: str = "") -> dict:
-    return {
+    record = {
         "schema": SCHEMA, "entry": job["entry"], "status": status, "error": error, "trained": False,
         "key": job.get("key"), "metrics": {}, "detail": detail[-4000:],
         "settings": job.get("settings"), "data": job.get("data", {}),
         "provenance": provenance(seconds=round(time.time() - started, 3)),
     }
+    if job.get("_session") is not None:
+        record["submission"] = job["_session"].report(job.get("_entry"))
+    return record
 
 
 def run_job(job: dict) -> dict:
@@ -302,7 +362,8 @@ def run_job(job: dict) -> dict:
         record = failure_record(job, "oom", f"{name}: out of memory: {one_line(exc)}", started)
     except Exception as exc:
         status = "oom" if "out of memory" in str(exc).lower() else "run_error"
-        record = failure_record(job, status, f"{name}: {one_line(exc)}", started, traceback.format_exc())
+        why = explain_failure(exc) or one_line(exc)
+        record = failure_record(job, status, f"{name}: {why}", started, traceback.format_exc())
     record.setdefault("provenance", {})["seconds"] = round(time.time() - started, 3)
     return record
 
