@@ -300,8 +300,11 @@ def report_lines(est: Estimate) -> list[str]:
         lines.append("")
         lines.append(f"  {'metric':<{width}}  {team.entry:>16}  {base + ' (baseline)':>20}")
         for key, metric in track.metrics.items():
-            lines.append(f"  {metric.header:<{width}}  {_shown(track, key, team.values.get(key)):>16}  "
-                         f"{_shown(track, key, team.baseline_values.get(key)):>20}")
+            mine, theirs = _shown(track, key, team.values.get(key)), _shown(track, key, team.baseline_values.get(key))
+            if _quality_metric(track, key):  # random weights give a meaningless dB figure
+                mine = mine if rec.get("trained", True) else "- (untrained)"
+                theirs = theirs if base_rec.get("trained", True) else "- (untrained)"
+            lines.append(f"  {metric.header:<{width}}  {mine:>16}  {theirs:>20}")
         lines.append("")
         for ranking in team.rankings:
             lines.append("  " + subtrack_line(track, ranking, team))
