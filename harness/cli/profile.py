@@ -28,8 +28,12 @@ def add_arguments(p) -> None:
     add_confinement_arguments(p)
 
 
-def profile_entry(entry, zoo, input_shape, device: str = "cpu") -> dict:
-    """Build, load and deploy the entry as a run would, then profile it."""
+def profile_entry(entry, zoo, input_shape, device: str = "cpu", session=None) -> dict:
+    """Build, load and deploy the entry as a run would, then profile it.
+
+    ``session`` (:func:`harness.submissions.importing.open_submission`, opened by the profiling
+    subprocess before the entry was imported) adds what it neutralised to the flags.
+    """
     from harness.measure.complexity import profile
     from harness.running.worker import prepare_model
 
@@ -37,6 +41,9 @@ def profile_entry(entry, zoo, input_shape, device: str = "cpu") -> dict:
     result = profile(prepared.model, input_shape=input_shape, device=device, input_range=entry.input_range)
     result = {"entry": entry.name, "trained": prepared.load.get("trained"), "deploy": prepared.deploy, **result}
     result["flags"] = list(prepared.flags) + result["flags"]
+    if session is not None:
+        result["flags"] += session.flags(entry.name)
+        result["submission"] = session.report(entry, prepared.load)
     return result
 
 
@@ -119,11 +126,13 @@ def profile_confined(card: dict, zoo, input_shape, device: str, *, timeout_s: fl
 def _profile_job(job_path: str, out_path: str) -> int:
     """Subprocess side: build, load, deploy and profile one entry; write JSON (or an error)."""
     from harness.running.worker import StageError, load_entry
+    from harness.submissions.importing import open_submission
 
     job = json.loads(Path(job_path).read_text())
     try:
+        session = open_submission(job["file"], job["device"])  # `models` = its folder; CUDA calls on a CPU
         entry = load_entry(job["file"], job["entry"])
-        result = profile_entry(entry, job["zoo"], tuple(job["input_shape"]), job["device"])
+        result = profile_entry(entry, job["zoo"], tuple(job["input_shape"]), job["device"], session=session)
     except StageError as exc:
         result = {"error": str(exc)}
     except Exception as exc:  # the team's model raised while being profiled

@@ -21,6 +21,7 @@ from pathlib import Path
 from harness.submissions.checkpoint import LoadError, load_entry_checkpoint
 from harness.measure.deploy import DeployError, apply_deploy
 from harness.submissions.discovery import entries_of_file, one_line
+from harness.submissions.importing import explain_failure, open_submission
 from harness.running.records import SCHEMA, atomic_write_json, provenance
 from harness.running.settings import RunSettings
 
@@ -67,7 +68,8 @@ def prepare_model(entry, zoo_dir, device: str = "cpu") -> Prepared:
     try:
         model = entry.build()
     except Exception as exc:
-        raise StageError("build_error", f"{entry.name}: constructing {entry.model_name} failed: {one_line(exc)}") from exc
+        why = explain_failure(exc) or one_line(exc)
+        raise StageError("build_error", f"{entry.name}: constructing {entry.model_name} failed: {why}") from exc
     deploy = None
     flags = []
     try:
@@ -193,7 +195,8 @@ def measure(job: dict) -> dict:
     torch.backends.cudnn.benchmark = bool(settings.cudnn_benchmark)
     global_state = timing_globals()  # before the team's file is imported
     device = resolve_device(settings.device)
-    entry = load_entry(job["file"], name)
+    session = job["_session"] = open_submission(job["file"], device)  # `models` = its folder; CUDA calls on a CPU
+    entry = job["_entry"] = load_entry(job["file"], name)
     prepared = prepare_model(entry, job.get("zoo"), device)
     flags = list(prepared.flags)
     trained = prepared.load["trained"]
@@ -220,6 +223,8 @@ def measure(job: dict) -> dict:
                 metrics[key] = complexity[key]
     raw, trial_means, memory = {}, {}, {}
     protocol = None  # no split: a complexity-only job (esr run --no-quality)
+    if not job["splits"]:
+        flags.append(f"{name}: complexity only (--no-quality): no runtime, memory or quality measured")
     first_lrs = []
     for what in restore_timing_globals(global_state):
         flags.append(f"{name}: the model's code changed {what} (import, build or deploy); reset before timing")
@@ -245,6 +250,7 @@ def measure(job: dict) -> dict:
         if warning:
             flags.append(warning)
     device_name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name()
+    flags.extend(session.flags(name))
     return {
         "schema": SCHEMA,
         "entry": name,
@@ -261,6 +267,7 @@ def measure(job: dict) -> dict:
         "deploy": prepared.deploy,
         "load": prepared.load,
         "flags": flags,
+        "submission": session.report(entry, prepared.load),
         "settings": settings.to_dict(),
         "data": job.get("data", {}),
         "provenance": provenance(device=device, device_name=device_name, threads=torch.get_num_threads(),
@@ -326,12 +333,15 @@ def cpu_name() -> str:
 
 
 def failure_record(job: dict, status: str, error: str, started: float, detail: str = "") -> dict:
-    return {
+    record = {
         "schema": SCHEMA, "entry": job["entry"], "status": status, "error": error, "trained": False,
         "key": job.get("key"), "metrics": {}, "detail": detail[-4000:],
         "settings": job.get("settings"), "data": job.get("data", {}),
         "provenance": provenance(seconds=round(time.time() - started, 3)),
     }
+    if job.get("_session") is not None:
+        record["submission"] = job["_session"].report(job.get("_entry"))
+    return record
 
 
 def run_job(job: dict) -> dict:
@@ -347,7 +357,8 @@ def run_job(job: dict) -> dict:
         record = failure_record(job, "oom", f"{name}: out of memory: {one_line(exc)}", started)
     except Exception as exc:
         status = "oom" if "out of memory" in str(exc).lower() else "run_error"
-        record = failure_record(job, status, f"{name}: {one_line(exc)}", started, traceback.format_exc())
+        why = explain_failure(exc) or one_line(exc)
+        record = failure_record(job, status, f"{name}: {why}", started, traceback.format_exc())
     record.setdefault("provenance", {})["seconds"] = round(time.time() - started, 3)
     return record
 
