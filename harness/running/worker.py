@@ -115,7 +115,7 @@ def to_input(lr, input_range: float, device: str):
     return x.to(device)
 
 
-def measure_split(prepared: Prepared, split, settings: RunSettings, device: str, forward) -> dict:
+def measure_split(prepared: Prepared, split, settings: RunSettings, device: str, forward, stash=None) -> dict:
     """Warm-up, timed trials, quality on the first trial's outputs, peak memory."""
     from harness.measure.memory import PeakMemory
     from harness.measure.metrics import psnr, ssim, to_uint8
@@ -139,6 +139,10 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
         if not bool(out.isfinite().all()):
             raise BadOutput(f"{entry.name}: output of {pair.name} contains NaN or Inf")
         sr = to_uint8(out, entry.input_range)
+        if stash is not None:  # --save-sr: exactly the uint8 image scored below; the parent writes the PNG
+            from harness.running.save_sr import stash_sr
+
+            stash_sr(stash, split.split, index, sr)
         for channel in ("rgb", "y"):
             quality[f"psnr_{channel}"][index] = psnr(sr, pair.hr, crop_border=crop, channel=channel)
             quality[f"ssim_{channel}"][index] = ssim(sr, pair.hr, crop_border=crop, channel=channel)
@@ -166,19 +170,19 @@ def mean_quality(values) -> float:
     return math.inf if any(math.isinf(v) for v in vals) else sum(vals) / len(vals)
 
 
-def timed_with_settle(prepared: Prepared, split, settings, device, forward, flags: list) -> dict:
+def timed_with_settle(prepared: Prepared, split, settings, device, forward, flags: list, stash=None) -> dict:
     """Time a split; if the model changes itself while running, flag it and re-time once settled."""
     from harness.measure.timing import state_fingerprint
 
     before = state_fingerprint(prepared.model)
-    result = measure_split(prepared, split, settings, device, forward)
+    result = measure_split(prepared, split, settings, device, forward, stash)
     after = state_fingerprint(prepared.model)
     if after != before:
         flags.append(
             f"{prepared.entry.name}: parameters changed during the {split.split} forwards "
             f"({before[0]} -> {after[0]} params; lazy re-parameterisation?); re-measured after it settled"
         )
-        result = measure_split(prepared, split, settings, device, forward)
+        result = measure_split(prepared, split, settings, device, forward, stash)
         if state_fingerprint(prepared.model) != after:
             raise StageError("run_error", f"{prepared.entry.name}: parameters keep changing on every forward")
     return result
@@ -221,6 +225,7 @@ def measure(job: dict) -> dict:
             if key in complexity:
                 metrics[key] = complexity[key]
     raw, trial_means, memory = {}, {}, {}
+    stash = Path(job["record"]).parent / "sr" if settings.save_sr and job.get("record") else None
     protocol = None  # no split: a complexity-only job (esr run --no-quality)
     if not job["splits"]:
         flags.append(f"{name}: complexity only (--no-quality): no runtime, memory or quality measured")
@@ -230,7 +235,7 @@ def measure(job: dict) -> dict:
     for split_name, cache in job["splits"].items():
         split = load_cache(cache)
         first_lrs = first_lrs or [p.lr for p in split.pairs[:3]]
-        res = timed_with_settle(prepared, split, settings, device, forward, flags)
+        res = timed_with_settle(prepared, split, settings, device, forward, flags, stash)
         raw[split_name] = {k: res[k] for k in ("images", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "runtime_ms")}
         trial_means[split_name] = res["trial_means_ms"]
         memory[split_name] = res["memory"]
