@@ -208,3 +208,5 @@ def test_load_error_record_still_carries_complexity(first_run):
         assert bad["metrics"][key] == good["metrics"][key], key
     assert bad["complexity"]["macs"] == 9 * 3 * 48 * 32 * 32
     assert any("random weights" in f for f in bad["flags"])
+    # counted before the forward failed: a bad_output record keeps the figures too
+    assert first_run["records"]["nan_out"]["metrics"]["macs"] == good["metrics"]["macs"]

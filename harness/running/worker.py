@@ -214,7 +214,7 @@ def measure(job: dict) -> dict:
 
     complexity = None
     if settings.complexity:
-        complexity = count_complexity(prepared.model, entry, settings, device, flags)
+        complexity = job["_complexity"] = count_complexity(prepared.model, entry, settings, device, flags)
 
     from harness.measure.inference import wrap_forward
 
@@ -397,15 +397,17 @@ def run_job(job: dict) -> dict:
         record = measure(job)
     except StageError as exc:
         record = with_complexity(failure_record(job, exc.status, str(exc), started, traceback.format_exc()),
-                                 exc.complexity)
+                                 exc.complexity or job.get("_complexity"))
     except BadOutput as exc:
-        record = failure_record(job, "bad_output", str(exc), started, traceback.format_exc())
+        record = with_complexity(failure_record(job, "bad_output", str(exc), started, traceback.format_exc()),
+                                 job.get("_complexity"))
     except MemoryError as exc:
         record = failure_record(job, "oom", f"{name}: out of memory: {one_line(exc)}", started)
     except Exception as exc:
         status = "oom" if "out of memory" in str(exc).lower() else "run_error"
         why = explain_failure(exc) or one_line(exc)
-        record = failure_record(job, status, f"{name}: {why}", started, traceback.format_exc())
+        record = with_complexity(failure_record(job, status, f"{name}: {why}", started, traceback.format_exc()),
+                                 job.get("_complexity"))  # counted before the forward failed (a CUDA-only kernel)
     record.setdefault("provenance", {})["seconds"] = round(time.time() - started, 3)
     return record
 
