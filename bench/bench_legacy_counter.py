@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         ours_t = (round(params / 1e6, 3), round(ours["macs"] / 1e9, 2), round(ours["activations"] / 1e6, 2), ours["conv"])
         exact = (int(flops), int(acts), conv) == (ours["macs"], ours["activations"], ours["conv"])
         team = names.get(model_id, "?")
-        row = published.get(team.lower())
+        row = published.get(team.lower()) or published.get(f"{team} team".lower())
         pub = (float(row["params_m"]), float(row["flops_g"]), float(row["acts_m"]), int(row["conv"])) if row else None
         match = "-" if pub is None or args.size != 256 else ("yes" if pub == ours_t else "no")
         fix = f" (Linear corrected {ours['macs_corrected'] / 1e9:.2f})" if ours["macs_corrected"] != ours["macs"] else ""
