@@ -52,6 +52,8 @@ class Entry:
         deploy (checking equivalence on random weights), then load strictly.
     requirements: extra pip requirements the model needs (informational, checked by ``esr check``).
     notes, paper: free text shown in reports.
+    team: the team's name as the organizers wrote it (``esr cards from-test-demo`` keeps the
+        comment of the chain's branch), so a replay can join a published table by team name.
     expected: published or derived figures (``{"params": 893936}``) that tests compare with
         measured values; never used as a measurement.
     source: ``inline``, ``sidecar`` or ``inferred`` (set by discovery).
@@ -73,6 +75,7 @@ class Entry:
     requirements: list = field(default_factory=list)
     notes: str = ""
     paper: str = ""
+    team: str = ""
     expected: dict = field(default_factory=dict)
     source: str = "inline"
     file: str | None = None

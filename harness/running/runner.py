@@ -8,7 +8,6 @@ settings) is unchanged, unless ``force``.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,19 +53,44 @@ class Outcome:
         return [r for r in self.records if r["status"] not in ("ok", "untrained")]
 
 
-def read_catalog(models: Path, timeout_s: float = 600) -> dict:
-    """Discover entries in a subprocess; a team file cannot take the parent down."""
+def read_catalog(models: Path, timeout_s: float = 600, *, sandbox: str = "auto", memory_limit_mib: int | None = None) -> dict:
+    """Discover entries in a confined subprocess, each file in its own fork with ``timeout_s``.
+
+    A team file cannot take the parent down, write anything, or stall discovery past its own
+    time limit: it becomes a problem record for that file only.
+    """
+    from harness.core.sandbox import SandboxUnavailable, run_confined
+
+    if not Path(models).is_dir():
+        raise RunError(f"models folder {models} does not exist; give --models a folder of model files")
+    files = [p for p in Path(models).glob("*.py") if not p.name.startswith("_")]
+    overall = timeout_s * max(len(files), 1) + 120  # every file may use its own limit, plus the imports
     with tempfile.TemporaryDirectory(prefix="esr-cat-") as tmp:
         out = Path(tmp) / "catalog.json"
-        proc = subprocess.run([sys.executable, "-m", "harness.submissions.discovery", str(models), str(out)],
-                              capture_output=True, text=True, timeout=timeout_s)
+        cmd = [sys.executable, "-m", "harness.submissions.discovery", str(Path(models).resolve()), str(out), str(timeout_s)]
+        try:
+            proc = run_confined(cmd, scratch=tmp, timeout_s=overall, mode=sandbox, memory_limit_mib=memory_limit_mib)
+        except SandboxUnavailable as exc:
+            raise RunError(str(exc)) from None
         result = read_json(out)
     if result is None:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise RunError(f"discovery of {models} crashed (exit {proc.returncode}): {' | '.join(tail)}")
+        how = "timed out" if proc.timed_out else f"exit {proc.returncode}"
+        raise RunError(f"discovery of {models} crashed ({how}): {' | '.join(tail)}")
     if "error" in result:
         raise RunError(result["error"])
+    result["isolation"] = proc.isolation
     return result
+
+
+def check_sandbox(settings: RunSettings) -> None:
+    """``--sandbox required`` on a machine that cannot confine: refused before anything runs."""
+    from harness.core.sandbox import SandboxUnavailable, require
+
+    try:
+        require(settings.sandbox, settings.memory_limit_mib)
+    except SandboxUnavailable as exc:
+        raise RunError(str(exc)) from None
 
 
 def select_entries(catalog: dict, wanted: list[str] | None, scale: int) -> tuple[list[str], list[str]]:
@@ -169,7 +193,9 @@ def run(config: RunConfig, *, console=None, progress: bool = True) -> Outcome:
 def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Outcome:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    catalog = read_catalog(config.models)
+    check_sandbox(config.settings)
+    catalog = read_catalog(config.models, config.settings.timeout_s, sandbox=config.settings.sandbox,
+                           memory_limit_mib=config.settings.memory_limit_mib)
     names, skipped = select_entries(catalog, config.entries, config.scale)
     data = prepare_data(config)
     jobs = build_jobs(config, catalog, names, data)
