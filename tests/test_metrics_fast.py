@@ -91,8 +91,9 @@ def test_sse_is_exact_across_histogram_chunks(monkeypatch):
 def test_y_table_equals_rgb2y_on_every_colour():
     v = np.arange(256, dtype=np.uint8)
     cube = np.stack(np.meshgrid(v, v, v, indexing="ij"), axis=-1).reshape(4096, 4096, 3)
-    assert np.array_equal(metrics.rgb2y_table(cube), rgb2y(cube))
-    img = IMAGES["coffee"]()[3:-2, 1:-4]  # a non-contiguous view
+    assert np.array_equal(metrics.rgb2y_table(cube), rgb2y(cube))  # large: builds and uses the table
+    assert metrics._Y_TABLE is not None
+    img = IMAGES["coffee"]()[3:-2, 1:-4]  # a non-contiguous view, small: uses the table now it exists
     assert np.array_equal(metrics.rgb2y_table(img), rgb2y(img))
 
 

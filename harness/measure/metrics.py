@@ -203,13 +203,27 @@ def quality(sr: np.ndarray, hr, *, crop_border: int) -> dict:
 
 
 _Y_TABLE: np.ndarray | None = None
+_Y_TABLE_MIN_PIXELS = 1 << 20
 
 
 def rgb2y_table(img: np.ndarray) -> np.ndarray:
     """``rgb2y`` by lookup in a 2^24-entry table built from ``rgb2y`` itself (16 MiB, built once).
 
-    Equal to ``rgb2y`` by construction, and several times faster on large images.
+    Equal to ``rgb2y`` by construction, and several times faster on large images. Images below
+    ``_Y_TABLE_MIN_PIXELS`` use ``rgb2y`` directly until the table exists, so a process that only
+    scores small images never pays the table's one-off cost (about a second).
     """
+    if _Y_TABLE is None and img.shape[0] * img.shape[1] < _Y_TABLE_MIN_PIXELS:
+        return rgb2y(img)
+    table = y_table()
+    img = _check_uint8_rgb(img, "rgb2y_table")
+    index = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2RGBA).view(np.uint32)[..., 0]
+    index &= 0xFFFFFF  # little-endian R | G << 8 | B << 16; alpha dropped
+    return table[index]
+
+
+def y_table() -> np.ndarray:
+    """The 2^24-entry uint8 table of ``rgb2y`` indexed by ``R | G << 8 | B << 16`` (built once per process)."""
     global _Y_TABLE
     if _Y_TABLE is None:
         v = np.arange(1 << 24, dtype=np.uint32)
@@ -220,10 +234,7 @@ def rgb2y_table(img: np.ndarray) -> np.ndarray:
             rgb = np.stack([chunk & 255, (chunk >> 8) & 255, chunk >> 16], axis=-1).astype(np.uint8)
             table[k:k + step] = rgb2y(rgb.reshape(1, -1, 3)).ravel()
         _Y_TABLE = table
-    img = _check_uint8_rgb(img, "rgb2y_table")
-    index = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2RGBA).view(np.uint32)[..., 0]
-    index &= 0xFFFFFF  # little-endian R | G << 8 | B << 16; alpha dropped
-    return _Y_TABLE[index]
+    return _Y_TABLE
 
 
 def _ssim_rgb(a: np.ndarray, b: np.ndarray) -> float:

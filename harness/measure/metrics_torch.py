@@ -72,8 +72,7 @@ def rgb2y(planes):
     device = str(planes.device)
     table = _TABLES.get(device)
     if table is None:
-        metrics.rgb2y_table(np.zeros((1, 1, 3), dtype=np.uint8))  # builds the host table once
-        table = _TABLES[device] = torch.from_numpy(metrics._Y_TABLE).to(device)
+        table = _TABLES[device] = torch.from_numpy(metrics.y_table()).to(device)
     p = planes.to(torch.int64)
     index = p[0] | (p[1] << 8) | (p[2] << 16)
     return table[index]
