@@ -279,7 +279,7 @@ def gaussian_window_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np
 
 
 _WINDOW_COLUMN = gaussian_window_1d().reshape(-1, 1)
-_STRIP_ROWS = 96  # output rows per strip: a strip's planes stay in cache while the SSIM map is formed
+_STRIP_ROWS = 32  # output rows per strip: a strip's planes stay in cache while the SSIM map is formed
 
 
 def _ssim_plane(a: np.ndarray, b: np.ndarray) -> float:
