@@ -156,12 +156,18 @@ def organizers_flow(model, data_range, paths, device) -> dict:
 # ------------------------------------------------------------------ harness path
 
 class ForwardClock:
-    def __init__(self, forward):
-        self.forward, self.s = forward, 0.0
+    """Sums the host time inside the forward (synchronised on CUDA, so it covers the device work)."""
+
+    def __init__(self, forward, cuda: bool = False):
+        self.forward, self.s, self.cuda = forward, 0.0, cuda
 
     def __call__(self, x):
+        import torch
+
         t0 = time.perf_counter()
         y = self.forward(x)
+        if self.cuda:
+            torch.cuda.synchronize()
         self.s += time.perf_counter() - t0
         return y
 
@@ -209,7 +215,7 @@ def harness_entry(entry, zoo, split, settings, device, with_complexity: bool = T
         data_s[0] += time.perf_counter() - t
         return x
 
-    clock = ForwardClock(prepared.model)
+    clock = ForwardClock(prepared.model, str(device).startswith("cuda"))
     worker.to_input = timed_to_input
     try:
         t0 = time.perf_counter()
