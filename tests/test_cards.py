@@ -170,7 +170,8 @@ def test_cards_are_read_by_discovery(demo, tmp_path):
     write_cards(convert(demo), models)
     classes = {"team01_Pos": "PosNet", "team02_Kw": "KwNet", "team04_Two": "TwoNet"}
     for stem, cls in classes.items():
-        (models / f"{stem}.py").write_text(f"class {cls}:\n    def __init__(self, *a, **k):\n        pass\n")
+        (models / f"{stem}.py").write_text(f"from torch import nn\n\n\nclass {cls}(nn.Module):\n"
+                                           f"    def __init__(self, *a, **k):\n        super().__init__()\n")
     for stem in ("team00_Base", "team03_Loop", "team07_Pkg"):
         (models / f"{stem}.toml").unlink()
     catalog = discover(models)

@@ -18,6 +18,8 @@ def apply_deploy(model, method: str, *, name: str = "", size: int = 32, seed: in
     depend on the range) of ``1 x 3 x size x size`` in float32 on the CPU, in eval mode.
     Returns ``{"method", "max_abs_diff", "tolerance", "equivalent", "input_shape"}``.
     """
+    import inspect
+
     import torch
 
     if method.startswith("modules:"):  # every submodule that has the method, as `for m in model.modules()` does
@@ -31,8 +33,8 @@ def apply_deploy(model, method: str, *, name: str = "", size: int = 32, seed: in
                     getattr(m, attr)()
     else:
         fn = getattr(model, method, None)
-    if fn is None or not callable(fn):
-        raise DeployError(f"{name}: the card declares deploy method {method!r} but the model has no such method")
+    if fn is None or not callable(fn) or not (inspect.ismethod(fn) or method.startswith("modules:")):
+        raise DeployError(f"{name}: field 'deploy' {method!r}: the model has no such method")
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(1, 3, size, size, generator=gen)

@@ -51,7 +51,8 @@ def execute_job(job: dict, *, timeout_s: float | None = None, env: dict | None =
                 return _failed(job, "oom", f"{name}: killed by the memory limit ({limit} MiB, {isolation['memory_mechanism']}); "
                                f"raise --memory-limit if the model needs more", started, log_path, isolation)
             record = read_json(job["record"])
-            if record is not None:
+            if isinstance(record, dict):
+                record["entry"] = name  # the record's file name comes from the job, never from the worker
                 record.setdefault("provenance", {})["wall_s"] = round(time.time() - started, 3)
                 record["isolation"] = isolation
                 return record

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.submissions.checkpoint import sha256_file
+from harness.submissions.checkpoint import LoadError, resolve_in_zoo, sha256_file
 from harness.running.records import atomic_write_json, atomic_write_text, is_complete, provenance, read_json, record_key, error_record
 from harness.running.errors import RunError
 from harness.running.progress import progress_bar
@@ -31,7 +31,8 @@ class RunConfig:
     data: str | None = None          # valid split: None/"builtin" or a path spec
     test: str | None = None          # optional test split
     scale: int = 4
-    entries: list[str] | None = None  # None: every entry at the run's scale
+    entries: list[str] | None = None  # None: every entry at the run's scale (heavy ones only with all_entries)
+    all_entries: bool = False
     force: bool = False
     strict: bool = False
     backend: str = "local"
@@ -39,6 +40,7 @@ class RunConfig:
     tracks: list[str] = field(default_factory=list)
     settings: RunSettings = field(default_factory=RunSettings)
     extra: dict = field(default_factory=dict)  # backend options (recorded)
+    quality: bool = True             # False: complexity only, no data, no quality or timing (esr run --no-quality)
 
 
 @dataclass
@@ -47,6 +49,9 @@ class Outcome:
     skipped: list[str]     # entries not at the run's scale
     reused: list[str]      # complete records kept from an earlier invocation
     measured: list[str]
+    skipped_scales: dict = field(default_factory=dict)  # entry -> the scale its card declares
+    left_out: dict = field(default_factory=dict)        # entry -> why the default job left it out
+    helper_notes: list = field(default_factory=list)    # files beside the models that are not entries
 
     @property
     def failed(self) -> list[dict]:
@@ -80,6 +85,32 @@ def read_catalog(models: Path, timeout_s: float = 600, *, sandbox: str = "auto",
     if "error" in result:
         raise RunError(result["error"])
     result["isolation"] = proc.isolation
+    return checked_catalog(result)
+
+
+def checked_catalog(result: dict) -> dict:
+    """Re-check what the discovery process (which ran team code) reported: names and checkpoints.
+
+    A card that fails here was forged after discovery's own checks; it becomes a problem.
+    """
+    from harness.core.card import CardError, check_checkpoint_name, check_name
+
+    entries, seen = {}, set()
+    for name, card in result.get("entries", {}).items():
+        try:
+            check_name(name)
+            if card.get("name") != name or name.casefold() in seen:
+                raise CardError(f"field 'name' {name!r} does not match its card or repeats another name")
+            if card.get("checkpoint") is not None:
+                check_checkpoint_name(card["checkpoint"], name)
+        except CardError as exc:
+            file = str(card.get("file") or "")
+            result.setdefault("problems", []).append(
+                {"file": file, "name": Path(file).stem or "unnamed", "status": "card_error", "error": f"bad card: {exc}"})
+            continue
+        seen.add(name.casefold())
+        entries[name] = card
+    result["entries"] = entries
     return result
 
 
@@ -140,7 +171,10 @@ def checkpoint_hash(card: dict, zoo: Path) -> str | None:
     name = card.get("checkpoint")
     if not name:
         return None
-    path = Path(name) if Path(name).is_absolute() else Path(zoo) / name
+    try:
+        path = resolve_in_zoo(name, zoo)
+    except LoadError:
+        return "outside-zoo"  # the worker refuses it with a load_error naming the field
     return sha256_file(path) if path.is_file() else "absent"
 
 
@@ -197,12 +231,14 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     catalog = read_catalog(config.models, config.settings.timeout_s, sandbox=config.settings.sandbox,
                            memory_limit_mib=config.settings.memory_limit_mib)
     names, skipped = select_entries(catalog, config.entries, config.scale)
-    data = prepare_data(config)
+    left_out = {} if (config.entries or config.all_entries) else heavy_entries(catalog, names)
+    names = [n for n in names if n not in left_out]
+    data = prepare_data(config) if config.quality else {}
     jobs = build_jobs(config, catalog, names, data)
     write_run_file(config, catalog, names, skipped, data)
 
     records_dir = out / "records"
-    problems = problem_records(catalog, config.entries)
+    problems, helper_notes = split_helpers(problem_records(catalog, config.entries), Path(config.models))
     for rec in problems:
         atomic_write_json(records_dir / f"{rec['entry']}.json", rec)
     reused, todo = [], []
@@ -219,7 +255,36 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     ordered = [read_json(records_dir / f"{n}.json") for n in names] + problems
     ordered = [r for r in ordered if r]
     write_summary(out, ordered)
-    return Outcome(records=ordered, skipped=skipped, reused=reused, measured=[j["entry"] for j in todo])
+    return Outcome(records=ordered, skipped=skipped, reused=reused, measured=[j["entry"] for j in todo],
+                   skipped_scales={n: catalog["entries"][n]["scale"] for n in skipped}, left_out=left_out,
+                   helper_notes=helper_notes)
+
+
+def heavy_entries(catalog: dict, names: list[str]) -> dict:
+    """Entries whose card says ``heavy``: the default job leaves them out (entry -> reason)."""
+    out = {}
+    for name in names:
+        card = catalog["entries"][name]
+        if card.get("heavy"):
+            params = (card.get("expected") or {}).get("params")
+            out[name] = "heavy: minutes on a CPU" + (f", {params / 1e6:.1f}M parameters" if params else "")
+    return out
+
+
+def split_helpers(problems: list[dict], models: Path) -> tuple[list[dict], list[str]]:
+    """A file without a card that a model file of the folder imports is a helper, not an entry:
+    it becomes a note instead of a ``no_card`` row. Every other problem stays a record."""
+    from harness.submissions.siblings import importers_of
+
+    kept, notes = [], []
+    for rec in problems:
+        users = importers_of(Path(rec.get("file") or ""), models) if rec["status"] == "no_card" else []
+        if users:
+            notes.append(f"{Path(rec['file']).name}: helper imported by {', '.join(users)}; not an entry "
+                         "(name it with a leading '_' to silence this line)")
+        else:
+            kept.append(rec)
+    return kept, notes
 
 
 def make_backend(config: RunConfig):

@@ -234,8 +234,11 @@ def measure(job: dict) -> dict:
             if key in complexity:
                 metrics[key] = complexity[key]
     raw, trial_means, memory, stats, quality_seconds = {}, {}, {}, {}, {}
+    protocol = None  # no split: a complexity-only job (esr run --no-quality)
+    first_lrs = []
     for split_name, cache in job["splits"].items():
         split = load_cache(cache)
+        first_lrs = first_lrs or [p.lr for p in split.pairs[:3]]
         res = timed_with_settle(prepared, split, settings, device, forward, flags)
         raw[split_name] = {k: res[k] for k in ("images", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "runtime_ms")}
         trial_means[split_name] = res["trial_means_ms"]
@@ -248,6 +251,12 @@ def measure(job: dict) -> dict:
         for key, value in res["mean"].items():
             metrics[f"{split_name}.{key}"] = value
         protocol = res["protocol"]
+    if trained and first_lrs:  # not a figure: a warning the run prints (no ground truth needed)
+        from harness.measure.plausibility import input_range_warning
+
+        warning = input_range_warning(prepared.model, first_lrs, entry.input_range, name, device)
+        if warning:
+            flags.append(warning)
     device_name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name()
     return {
         "schema": SCHEMA,
@@ -261,7 +270,8 @@ def measure(job: dict) -> dict:
         "raw": raw,
         "complexity": complexity,
         "runtime": {"protocol": protocol, "trial_means_ms": trial_means, "mode": mode, "stats": stats},
-        "quality": {"where": "host", "process": "worker", "overlap": False, "seconds": quality_seconds},
+        "quality": ({"where": "host", "process": "worker", "overlap": False, "seconds": quality_seconds}
+                    if quality_seconds else None),
         "memory": memory,
         "deploy": prepared.deploy,
         "load": prepared.load,

@@ -132,10 +132,20 @@ def _sidecar_entry(path: Path, module, data: dict) -> Entry:
 
 
 def resolve_class(module, class_name: str, file_name: str):
-    obj = getattr(module, class_name, None)
-    if obj is None or not callable(obj):
-        classes = [n for n, v in vars(module).items() if inspect.isclass(v) and v.__module__ == module.__name__]
-        raise CardError(f"{file_name}: no class {class_name!r}; classes defined there: {classes}")
+    """The ``nn.Module`` subclass called ``class_name`` that the file defines or imports.
+
+    Never a function, a module attribute path or a builtin: ``class = "os.system"`` or
+    ``class = "system"`` (after ``from os import system``) is a card error, not a call.
+    """
+    import torch
+
+    obj = getattr(module, class_name, None) if isinstance(class_name, str) and class_name.isidentifier() else None
+    if obj is None or not inspect.isclass(obj) or not issubclass(obj, torch.nn.Module):
+        classes = [n for n, v in vars(module).items()
+                   if inspect.isclass(v) and issubclass(v, torch.nn.Module) and v.__module__ == module.__name__]
+        what = (f"{class_name!r} is not an nn.Module subclass" if obj is not None
+                else f"no class {class_name!r}")
+        raise CardError(f"{file_name}: field 'class': {what}; classes defined there: {classes}")
     return obj
 
 
