@@ -303,6 +303,8 @@ def main(argv=None) -> int:
             assert abs(mine - theirs) < 1e-3, f"{name}: PSNR-RGB {mine} vs organizers' {theirs}"
         rows.append((name, h, o))
         del h["model"]
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: forward {h['forward_ms']:.0f} ms, quality {h['quality_ms']:.0f} ms, "
+              f"organizers' HR+PSNR {1e3 * statistics.fmean(o['hr_psnr']):.0f} ms", file=sys.stderr, flush=True)
 
     print("| entry | fwd ms | quality ms | data ms | other ms | start-up s | build s | load s | complexity s | "
           "warm-up s | cv | org fwd ms | org HR+PSNR ms | org non-fwd ms | quality / org HR+PSNR | "
