@@ -173,3 +173,15 @@ def test_oracle_comparison_explains_each_difference():
     row = Row(team="t", ours={"params": 11, "flops": 100, "acts": 5, "conv": 2})
     compare_oracle(row, {"params": 10, "macs": 100, "activations": 5, "conv": 2}, "macs")
     assert row.why == "ours wrong: params ours 11 vs 10"
+
+
+def test_official_artefacts_keep_the_corrected_figure():
+    from harness.running.replay import Row, note_artefacts
+
+    row = Row(team="t", ours={"params": 10, "flops": 1_590_000_000, "acts": 5, "conv": 2})
+    note_artefacts(row, {"macs_corrected": 9_110_000_000, "artefacts": [
+        {"op": "prim::PythonOp.FastOp", "calls": 4, "hidden_macs": 7_520_000_000}]}, "macs")
+    assert row.corrected == 9_110_000_000 and row.artefacts == "prim::PythonOp.FastOp x4 hides 7.52 G"
+    same = Row(team="t", ours={"flops": 5})
+    note_artefacts(same, {"macs_corrected": 5, "artefacts": []}, "macs")
+    assert same.corrected is None and same.artefacts == ""

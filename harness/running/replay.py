@@ -44,6 +44,8 @@ class Row:
     match: dict = field(default_factory=dict)    # figure -> bool
     why: str = ""
     counter: dict = field(default_factory=dict)  # the organizers' counters on the built model (with a published table)
+    corrected: int | None = None                 # our corrected FLOPs where the official convention misses MACs
+    artefacts: str = ""                          # what the official convention misses (ops and MACs)
 
     @property
     def all_match(self) -> bool:
@@ -106,6 +108,18 @@ def record_figures(rec: dict, flops_key: str) -> dict:
     metrics = rec.get("metrics") or {}
     return {"params": metrics.get("params", cx.get("params")), "flops": cx.get(flops_key),
             "acts": cx.get("activations"), "conv": cx.get("conv")}
+
+
+def note_artefacts(row: Row, cx: dict, flops_key: str) -> None:
+    """Keep our corrected FLOPs where the official convention misses MACs, and what it misses."""
+    corrected = cx.get(f"{flops_key}_corrected")
+    if corrected is None or corrected == row.ours.get("flops"):
+        return
+    row.corrected = corrected
+    row.artefacts = ", ".join(
+        f"{a.get('op')} x{a.get('calls')} hides "
+        f"{'?' if a.get('hidden_macs') is None else fmt(a['hidden_macs'], 'flops') + ' G'}"
+        for a in cx.get("artefacts") or []) or "see the record's flags"
 
 
 def explain_failure(status: str, error: str) -> str:
@@ -216,6 +230,7 @@ def replay(folder: str | Path, out: str | Path, *, published: str | Path | None 
         else:
             row.status = rec.get("status", "?")
             row.ours = record_figures(rec, flops_key)
+            note_artefacts(row, rec.get("complexity") or {}, flops_key)
             if row.status not in ("ok", "untrained"):
                 row.why = explain_failure(row.status, rec.get("error") or "")
         if use_oracle and rec is not None and row.status in ("ok", "untrained"):
@@ -232,6 +247,10 @@ def replay(folder: str | Path, out: str | Path, *, published: str | Path | None 
         rows.append(row)
     if published:
         rows = _join_published(rows, Path(published))
+    for row in rows:
+        if row.corrected is not None:
+            row.why += (f"; oracle artefact: the official convention misses MACs ({row.artefacts}); "
+                        f"corrected {fmt(row.corrected, 'flops')} G")
     write_tables(rows, conv, out, against="published table" if published else "organizers' counters")
     return {"rows": rows, "branches": conv.branches, "out": str(out)}
 
@@ -267,7 +286,7 @@ def _join_published(rows: list[Row], csv_path: Path) -> list[Row]:
 
 def write_tables(rows: list[Row], conv, out: Path, *, against: str) -> None:
     header = ["team", "entry", "model_id", "status"] + [f"{f}_ours" for f in FIGURES] + \
-             [f"{f}_oracle" for f in FIGURES] + ["match", "why"]
+             [f"{f}_oracle" for f in FIGURES] + ["flops_corrected", "match", "why"]
     with open(out / "replay.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
@@ -275,6 +294,7 @@ def write_tables(rows: list[Row], conv, out: Path, *, against: str) -> None:
             w.writerow([r.team, r.entry, "" if r.model_id is None else r.model_id, r.status]
                        + [fmt(r.ours.get(f), f) if r.ours.get(f) is not None else "" for f in FIGURES]
                        + [_oracle_text(r, f) for f in FIGURES]
+                       + [fmt(r.corrected, "flops") if r.corrected is not None else ""]
                        + ["yes" if r.all_match else "no", r.why])
     lines = [f"# Replay of {conv.source} against the {against}", "",
              "| team | entry | status | params M | FLOPs G | acts M | conv | match | why |",
