@@ -236,13 +236,61 @@ def console_table(ranking: Ranking) -> Table:
     return table
 
 
+def narrow_table(ranking: Ranking, width: int) -> Table:
+    """The console table for a terminal narrower than the full table: the rank, the entry (wrapped,
+    never dropped), the ranked metric and as many other columns as fit, values without their
+    per-metric ranks; an unranked entry's reason moves to the notes under the table."""
+    heads = headers(ranking)
+    plain = rows(ranking, cell=lambda v, r: v)
+    ranked_by = metric_header(ranking, ranking.sub.by) if ranking.sub.by else "Rank sum"
+    keep = [0, 1] + [i for i, h in enumerate(heads) if h == ranked_by]
+    status = len(heads) - 1
+    short_status = [("yes" if c[status] == "ranked" else "no") for c in plain]
+    reasons = [f"{c[1]}: {c[status]}" for c in plain if c[status] != "ranked"]
+
+    def cell_width(i):
+        longest_word = max(len(w) for w in heads[i].split())  # headers wrap between words
+        return max([len(c[i]) for c in plain] + [longest_word])
+
+    def need(cols, name_width):  # each column: its cells, 2 of padding, 1 rule; then "Ranked" and a rule
+        return sum((name_width if i == 1 else cell_width(i)) + 3 for i in cols) + len("Ranked") + 3 + 1
+
+    name_width = max(8, min(cell_width(1), width - need([i for i in keep if i != 1], 0) - 3))
+    for i in range(2, status):
+        if i not in keep and need(sorted(keep + [i]), name_width) <= width:
+            keep.append(i)
+    keep.sort()
+    notes_text = "\n".join(notes(ranking) + reasons + ["Values at printed precision; per-metric ranks, all "
+                                                        "columns and full precision: --format md, csv or json."])
+    table = Table(title=escape(title(ranking)), caption=escape(notes_text), caption_justify="left")
+    for i in keep:
+        table.add_column(escape(heads[i]), justify="left" if i == 1 else "right", overflow="fold",
+                         width=name_width if i == 1 else cell_width(i))
+    table.add_column("Ranked", justify="left", no_wrap=True, width=len("Ranked"))
+    n_ranked = int(ranking.table["ranked"].sum())
+    for r, cells in enumerate(plain):
+        table.add_row(*[escape(cells[i]) for i in keep], short_status[r], style=None if r < n_ranked else "dim",
+                      end_section=(r == n_ranked - 1 and n_ranked < len(ranking.table)))
+    return table
+
+
+def fits(table: Table, width: int) -> bool:
+    from rich.measure import Measurement
+
+    console = Console(width=10_000, file=io.StringIO())
+    return Measurement.get(console, console.options, table).maximum <= width
+
+
 def to_console(rankings: list[Ranking], console: Console | None = None) -> None:
     if console is None:
         console = Console()
-        if not console.is_terminal:  # piped: do not crop the table at 80 columns
-            console = Console(width=200)
+        if not console.is_terminal and "COLUMNS" not in __import__("os").environ:
+            console = Console(width=200)  # piped: the full table
     for r in rankings:
-        console.print(console_table(r))
+        table = console_table(r)
+        if not fits(table, console.width):
+            table = narrow_table(r, console.width)
+        console.print(table)
         console.print()
 
 

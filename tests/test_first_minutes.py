@@ -130,3 +130,24 @@ def test_the_run_warns_about_an_implausible_input_range_and_notes_helper_files(t
     assert "with input_range = 255" in warnings[0]
     assert "blocks.py: helper imported by brighten.py; not an entry" in out
     assert not re.search(r"^\s*blocks\s", out, re.M)  # no table row for the helper
+
+
+RANK_CSV = """entry,status,valid.psnr_rgb,test.psnr_rgb,runtime_ms,params,macs_legacy,activations,valid.memory_mib,conv
+IMDN_baseline,baseline,29.13,28.78,50.86,893936,58530000000,154140000,471.76,43
+team_AlphaLongTeamName,,29.01,28.72,27.11,317000,19700000000,80050000,377.91,39
+team_Beta,,29.00,28.69,28.07,341000,22280000000,72090000,204.60,34
+team_Gamma_Too_Slow_For_Gate,,28.50,28.40,20.00,300000,18000000000,70000000,300.00,30
+"""
+
+
+def test_rank_table_at_80_columns_keeps_every_name_and_the_ranked_figures(tmp_path, capsys, monkeypatch):
+    csv = tmp_path / "published.csv"
+    csv.write_text(RANK_CSV)
+    monkeypatch.setenv("COLUMNS", "80")
+    assert esr(["rank", str(csv), "--track", "ntire2022"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    for name in ("IMDN_baseline", "team_AlphaLongTeamName", "team_Beta", "team_Gamma_Too_Slow_For_Gate"):
+        assert name in out, name
+    assert "27.11" in out and "28.07" in out  # the ranked metric, Ave. Time
+    assert "team_Gamma_Too_Slow_For_Gate: " in out  # an unranked entry's reason moves to the notes

@@ -21,14 +21,17 @@ from pathlib import Path
 from harness.submissions.checkpoint import LoadError, load_entry_checkpoint
 from harness.measure.deploy import DeployError, apply_deploy
 from harness.submissions.discovery import entries_of_file, one_line
+from harness.submissions.importing import explain_failure, open_submission
 from harness.running.records import SCHEMA, atomic_write_json, provenance
 from harness.running.settings import RunSettings
 
 
 class StageError(RuntimeError):
-    def __init__(self, status: str, message: str):
+    def __init__(self, status: str, message: str, model=None):
         super().__init__(message)
         self.status = status
+        self.model = model  # load_error: the built model, so complexity is still counted
+        self.complexity = None
 
 
 class BadOutput(RuntimeError):
@@ -67,7 +70,8 @@ def prepare_model(entry, zoo_dir, device: str = "cpu") -> Prepared:
     try:
         model = entry.build()
     except Exception as exc:
-        raise StageError("build_error", f"{entry.name}: constructing {entry.model_name} failed: {one_line(exc)}") from exc
+        why = explain_failure(exc) or one_line(exc)
+        raise StageError("build_error", f"{entry.name}: constructing {entry.model_name} failed: {why}") from exc
     deploy = None
     flags = []
     try:
@@ -77,7 +81,7 @@ def prepare_model(entry, zoo_dir, device: str = "cpu") -> Prepared:
         if entry.deploy and not entry.load_after_deploy:
             deploy = apply_deploy(model, entry.deploy, name=entry.name)
     except LoadError as exc:
-        raise StageError("load_error", str(exc)) from exc
+        raise StageError("load_error", str(exc), model=model) from exc
     except DeployError as exc:
         raise StageError("deploy_error", str(exc)) from exc
     if deploy and not deploy["equivalent"]:
@@ -111,7 +115,7 @@ def to_input(lr, input_range: float, device: str):
     return x.to(device)
 
 
-def measure_split(prepared: Prepared, split, settings: RunSettings, device: str, forward) -> dict:
+def measure_split(prepared: Prepared, split, settings: RunSettings, device: str, forward, stash=None) -> dict:
     """Warm-up, timed trials, quality on the first trial's outputs, peak memory."""
     from harness.measure.memory import PeakMemory
     from harness.measure.metrics import psnr, ssim, to_uint8
@@ -135,6 +139,10 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
         if not bool(out.isfinite().all()):
             raise BadOutput(f"{entry.name}: output of {pair.name} contains NaN or Inf")
         sr = to_uint8(out, entry.input_range)
+        if stash is not None:  # --save-sr: exactly the uint8 image scored below; the parent writes the PNG
+            from harness.running.save_sr import stash_sr
+
+            stash_sr(stash, split.split, index, sr)
         for channel in ("rgb", "y"):
             quality[f"psnr_{channel}"][index] = psnr(sr, pair.hr, crop_border=crop, channel=channel)
             quality[f"ssim_{channel}"][index] = ssim(sr, pair.hr, crop_border=crop, channel=channel)
@@ -162,19 +170,19 @@ def mean_quality(values) -> float:
     return math.inf if any(math.isinf(v) for v in vals) else sum(vals) / len(vals)
 
 
-def timed_with_settle(prepared: Prepared, split, settings, device, forward, flags: list) -> dict:
+def timed_with_settle(prepared: Prepared, split, settings, device, forward, flags: list, stash=None) -> dict:
     """Time a split; if the model changes itself while running, flag it and re-time once settled."""
     from harness.measure.timing import state_fingerprint
 
     before = state_fingerprint(prepared.model)
-    result = measure_split(prepared, split, settings, device, forward)
+    result = measure_split(prepared, split, settings, device, forward, stash)
     after = state_fingerprint(prepared.model)
     if after != before:
         flags.append(
             f"{prepared.entry.name}: parameters changed during the {split.split} forwards "
             f"({before[0]} -> {after[0]} params; lazy re-parameterisation?); re-measured after it settled"
         )
-        result = measure_split(prepared, split, settings, device, forward)
+        result = measure_split(prepared, split, settings, device, forward, stash)
         if state_fingerprint(prepared.model) != after:
             raise StageError("run_error", f"{prepared.entry.name}: parameters keep changing on every forward")
     return result
@@ -191,38 +199,43 @@ def measure(job: dict) -> dict:
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
     torch.backends.cudnn.benchmark = bool(settings.cudnn_benchmark)
+    global_state = timing_globals()  # before the team's file is imported
     device = resolve_device(settings.device)
-    entry = load_entry(job["file"], name)
-    prepared = prepare_model(entry, job.get("zoo"), device)
+    session = job["_session"] = open_submission(job["file"], device)  # `models` = its folder; CUDA calls on a CPU
+    entry = job["_entry"] = load_entry(job["file"], name)
+    try:
+        prepared = prepare_model(entry, job.get("zoo"), device)
+    except StageError as exc:  # complexity does not depend on the weights: count the built model anyway
+        if exc.status == "load_error" and exc.model is not None and settings.complexity:
+            exc.complexity = complexity_without_weights(exc.model, entry, settings, device)
+        raise
     flags = list(prepared.flags)
     trained = prepared.load["trained"]
 
     complexity = None
     if settings.complexity:
-        from harness.measure.complexity import profile
-
-        try:
-            complexity = profile(prepared.model, input_shape=settings.input_shape, device=device,
-                                 input_range=entry.input_range)
-            flags.extend(complexity.get("flags", []))
-        except Exception as exc:  # an untraceable model still gets quality and speed
-            complexity = {"error": one_line(exc)}
-            flags.append(f"{name}: complexity could not be measured: {one_line(exc)}")
+        complexity = count_complexity(prepared.model, entry, settings, device, flags)
 
     from harness.measure.inference import wrap_forward
 
     forward, mode = wrap_forward(prepared.model, scale=entry.scale, **settings.modes)
     metrics = {"params": sum(p.numel() for p in prepared.model.parameters())}
     if complexity and "error" not in complexity:
-        for key in ("params", "macs", "macs_legacy", "activations", "conv"):
+        for key in COMPLEXITY_METRICS:
             if key in complexity:
                 metrics[key] = complexity[key]
     raw, trial_means, memory = {}, {}, {}
+    stash = Path(job["record"]).parent / "sr" if settings.save_sr and job.get("record") else None
+    protocol = None  # no split: a complexity-only job (esr run --no-quality)
+    if not job["splits"]:
+        flags.append(f"{name}: complexity only (--no-quality): no runtime, memory or quality measured")
     first_lrs = []
+    for what in restore_timing_globals(global_state):
+        flags.append(f"{name}: the model's code changed {what} (import, build or deploy); reset before timing")
     for split_name, cache in job["splits"].items():
         split = load_cache(cache)
         first_lrs = first_lrs or [p.lr for p in split.pairs[:3]]
-        res = timed_with_settle(prepared, split, settings, device, forward, flags)
+        res = timed_with_settle(prepared, split, settings, device, forward, flags, stash)
         raw[split_name] = {k: res[k] for k in ("images", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "runtime_ms")}
         trial_means[split_name] = res["trial_means_ms"]
         memory[split_name] = res["memory"]
@@ -232,6 +245,8 @@ def measure(job: dict) -> dict:
         for key, value in res["mean"].items():
             metrics[f"{split_name}.{key}"] = value
         protocol = res["protocol"]
+    for what in restore_timing_globals(global_state):
+        flags.append(f"{name}: the model's forward changed {what} while being timed; its times are not comparable")
     if trained and first_lrs:  # not a figure: a warning the run prints (no ground truth needed)
         from harness.measure.plausibility import input_range_warning
 
@@ -239,6 +254,7 @@ def measure(job: dict) -> dict:
         if warning:
             flags.append(warning)
     device_name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name()
+    flags.extend(session.flags(name))
     return {
         "schema": SCHEMA,
         "entry": name,
@@ -255,11 +271,56 @@ def measure(job: dict) -> dict:
         "deploy": prepared.deploy,
         "load": prepared.load,
         "flags": flags,
+        "submission": session.report(entry, prepared.load),
         "settings": settings.to_dict(),
         "data": job.get("data", {}),
         "provenance": provenance(device=device, device_name=device_name, threads=torch.get_num_threads(),
                                  checkpoint_sha256=prepared.load.get("sha256"), **job.get("provenance", {})),
     }
+
+
+def timing_globals() -> dict:
+    """Process-wide settings that change how fast a model runs; a team file may change them at import."""
+    import torch
+
+    return {
+        "thread count": torch.get_num_threads(),
+        "default dtype": torch.get_default_dtype(),
+        "cudnn.enabled": torch.backends.cudnn.enabled,
+        "cudnn.benchmark": torch.backends.cudnn.benchmark,
+        "cudnn.deterministic": torch.backends.cudnn.deterministic,
+        "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+        "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "mkldnn.enabled": torch.backends.mkldnn.enabled,
+        "float32 matmul precision": torch.get_float32_matmul_precision(),
+    }
+
+
+def restore_timing_globals(state: dict) -> list[str]:
+    """Put back every setting of :func:`timing_globals` that differs; returns what was changed.
+
+    Flush-denormal mode cannot be read back, so it is always reset to off (torch's default).
+    """
+    import torch
+
+    now = timing_globals()
+    changed = [f"{key} ({state[key]} -> {now[key]})" for key in state if now[key] != state[key]]
+    setters = {
+        "thread count": torch.set_num_threads,
+        "default dtype": torch.set_default_dtype,
+        "cudnn.enabled": lambda v: setattr(torch.backends.cudnn, "enabled", v),
+        "cudnn.benchmark": lambda v: setattr(torch.backends.cudnn, "benchmark", v),
+        "cudnn.deterministic": lambda v: setattr(torch.backends.cudnn, "deterministic", v),
+        "cudnn.allow_tf32": lambda v: setattr(torch.backends.cudnn, "allow_tf32", v),
+        "cuda.matmul.allow_tf32": lambda v: setattr(torch.backends.cuda.matmul, "allow_tf32", v),
+        "mkldnn.enabled": lambda v: setattr(torch.backends.mkldnn, "enabled", v),
+        "float32 matmul precision": torch.set_float32_matmul_precision,
+    }
+    for key, value in state.items():
+        if now[key] != value:
+            setters[key](value)
+    torch.set_flush_denormal(False)
+    return changed
 
 
 def cpu_name() -> str:
@@ -275,13 +336,58 @@ def cpu_name() -> str:
     return platform.processor() or "cpu"
 
 
+COMPLEXITY_METRICS = ("params", "macs", "macs_corrected", "macs_legacy", "macs_legacy_corrected", "activations", "conv")
+
+
+def count_complexity(model, entry, settings, device: str, flags: list) -> dict:
+    """``profile`` with its flags appended to ``flags``; a failure is recorded, never fatal."""
+    from harness.measure.complexity import profile
+
+    try:
+        complexity = profile(model, input_shape=settings.input_shape, device=device, input_range=entry.input_range)
+        flags.extend(complexity.get("flags", []))
+    except Exception as exc:  # an untraceable model still gets quality and speed
+        complexity = {"error": one_line(exc)}
+        flags.append(f"{entry.name}: complexity could not be measured: {one_line(exc)}")
+    return complexity
+
+
+def complexity_without_weights(model, entry, settings, device: str) -> dict:
+    """Complexity of a model whose checkpoint failed to load: its deploy step runs on the random
+    weights (the counts do not depend on them) and the figures go into the load_error record."""
+    flags = ["complexity counted on the built model with random weights (counts do not depend on the "
+             "weights); the entry is not ranked because its checkpoint did not load"]
+    if entry.deploy and not entry.load_after_deploy:
+        try:
+            apply_deploy(model, entry.deploy, name=entry.name)
+        except Exception as exc:  # noqa: BLE001 - count the training form then, and say so
+            flags.append(f"deploy step {entry.deploy!r} failed on random weights ({one_line(exc)}): counted before it")
+    model.eval().to(device)
+    complexity = count_complexity(model, entry, settings, device, flags)
+    complexity["flags"] = flags
+    return complexity
+
+
+def with_complexity(record: dict, complexity: dict | None) -> dict:
+    """Put complexity figures counted before a failure into the failure record."""
+    if complexity:
+        record["complexity"] = complexity
+        record.setdefault("flags", []).extend(complexity.get("flags", []))
+        if "error" not in complexity:
+            record["metrics"] = {k: complexity[k] for k in COMPLEXITY_METRICS if k in complexity}
+    return record
+
+
 def failure_record(job: dict, status: str, error: str, started: float, detail: str = "") -> dict:
-    return {
+    record = {
         "schema": SCHEMA, "entry": job["entry"], "status": status, "error": error, "trained": False,
         "key": job.get("key"), "metrics": {}, "detail": detail[-4000:],
         "settings": job.get("settings"), "data": job.get("data", {}),
         "provenance": provenance(seconds=round(time.time() - started, 3)),
     }
+    if job.get("_session") is not None:
+        record["submission"] = job["_session"].report(job.get("_entry"))
+    return record
 
 
 def run_job(job: dict) -> dict:
@@ -290,14 +396,16 @@ def run_job(job: dict) -> dict:
     try:
         record = measure(job)
     except StageError as exc:
-        record = failure_record(job, exc.status, str(exc), started, traceback.format_exc())
+        record = with_complexity(failure_record(job, exc.status, str(exc), started, traceback.format_exc()),
+                                 exc.complexity)
     except BadOutput as exc:
         record = failure_record(job, "bad_output", str(exc), started, traceback.format_exc())
     except MemoryError as exc:
         record = failure_record(job, "oom", f"{name}: out of memory: {one_line(exc)}", started)
     except Exception as exc:
         status = "oom" if "out of memory" in str(exc).lower() else "run_error"
-        record = failure_record(job, status, f"{name}: {one_line(exc)}", started, traceback.format_exc())
+        why = explain_failure(exc) or one_line(exc)
+        record = failure_record(job, status, f"{name}: {why}", started, traceback.format_exc())
     record.setdefault("provenance", {})["seconds"] = round(time.time() - started, 3)
     return record
 
