@@ -123,7 +123,7 @@ def test_clean_submission_passes_with_exit_0(tmp_path, capsys, hr_folder):
     folder = submission(tmp_path / "sub")
     json_out = tmp_path / "checks.json"
     code, lines = check(folder, capsys, hr_folder, "--track", "ntire2024", "--models", str(models),
-                        "--baseline-zoo", str(models), "--json", str(json_out))
+                        "--baseline-zoo", str(models), "--json", str(json_out), "--no-score")
     assert code == 0
     assert not [ln for ln in lines if ln.startswith(("✗", "!"))], "\n".join(lines)
     assert line(lines, "✓ naming") == "✓ naming: team07_Tiny.py with sidecar team07_Tiny.toml"
