@@ -1,8 +1,12 @@
-"""Run one job (one entry) in its own subprocess with a time limit, and return its record.
+"""Run one job (one entry) in a worker subprocess with a time limit, and return its record.
 
-The same function serves the local backend and each Ray worker, so both write the same
-records. Whatever happens to the subprocess (exception, kill, time-out, segfault), a
-record comes back.
+This is the parent side of the trust boundary (``docs/threat_model.md``): it holds the HR,
+gives the worker an LR-only cache, talks to it over two pipes (``harness.running.channel``),
+scores the SR outputs itself (``harness.running.quality``), checks what the worker reports
+(``harness.running.intake``, ``harness.running.crosscheck``) and builds the record; it never
+imports team code and never unpickles anything the worker produced. The same function serves
+the local backend and each Ray task. Whatever happens to the worker (exception, kill,
+time-out, segfault, a broken message), a record comes back.
 """
 from __future__ import annotations
 
@@ -15,8 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.running.records import error_record, provenance, read_json
-
+from harness.running import crosscheck, intake
+from harness.running.channel import ChannelError, ChannelTimeout, Reader, send
+from harness.running.hooks import kill_point
+from harness.running.quality import BadOutputError, Quality, decode_sr
+from harness.running.records import SCHEMA, error_record, provenance
+from harness.running.settings import RunSettings
 
 def _signal_name(code: int) -> str:
     try:
@@ -25,52 +33,306 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def execute_job(job: dict, *, timeout_s: float | None = None, env: dict | None = None) -> dict:
-    """Measure ``job['entry']`` in ``python -m harness.running.worker`` and return the record."""
-    timeout_s = timeout_s or job.get("settings", {}).get("timeout_s") or 1800.0
+def lr_cache_path(full: str | Path) -> Path:
+    """The LR-only file the worker is given: ``<cache>/lr/<name>-lr.npz`` beside the parent's cache."""
+    full = Path(full)
+    return full.parent / "lr" / f"{full.stem}-lr.npz"
+
+
+def open_splits(job: dict) -> tuple[dict, dict, list[str]]:
+    """The verified HR splits, their LR-only files, and notes (a modified cache is rebuilt)."""
+    from harness.data.splits import CacheMismatch, ensure_cache, load_cache, load_split, save_cache
+
+    splits, lr_paths, notes = {}, {}, []
+    for name, path in job["splits"].items():
+        want = (job.get("data", {}).get(name) or {}).get("content_sha256")
+        try:
+            split = load_cache(path, expect=want)
+        except CacheMismatch as exc:
+            spec = (job.get("data_specs") or {}).get(name, "")
+            scale = (job.get("data", {}).get(name) or {}).get("scale")
+            if spec == "" or scale is None:
+                raise
+            split = load_split(spec, scale=scale, split=name)
+            save_cache(split, path)
+            split = load_cache(path, expect=want)
+            notes.append(f"data cache {Path(path).name} was modified ({exc}); rebuilt from {spec or 'the built-in set'}")
+        _, note = ensure_cache(split, lr_cache_path(path), roles=("lr",))
+        if note:
+            notes.append(note)
+        splits[name] = split
+        lr_paths[name] = str(lr_cache_path(path))
+    return splits, lr_paths, notes
+
+
+def checkpoint_file(job: dict) -> Path | None:
+    name = (job.get("card") or {}).get("checkpoint")
+    if not name:
+        return None
+    return Path(name) if Path(name).is_absolute() else Path(job.get("zoo") or "model_zoo") / name
+
+
+def spawn_worker(job_path: Path, *, scratch: Path, log, env: dict, pass_fds: tuple) -> subprocess.Popen:
+    """Start ``python -m harness.running.worker JOB.json`` in its own session (confinement goes here)."""
+    cmd = [sys.executable, "-m", "harness.running.worker", str(job_path)]
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(scratch),
+                            start_new_session=True, pass_fds=pass_fds)
+
+
+def memory_limit_hit(proc: subprocess.Popen) -> bool:
+    """Whether the worker was killed by its memory limit (the sandbox reports it; none here yet)."""
+    probe = getattr(proc, "memory_limit_hit", None)
+    return bool(probe()) if callable(probe) else False
+
+
+def execute_job(job: dict, *, timeout_s: float | None = None, env: dict | None = None, sinks=()) -> dict:
+    """Measure ``job['entry']`` in a worker subprocess and return the record.
+
+    sinks: callables ``sink(split, index, name, sr_uint8)`` given every SR output of the first
+    trial after it was scored (see ``harness.running.quality``).
+    """
+    settings = RunSettings.from_dict(job["settings"])
+    timeout_s = timeout_s or settings.timeout_s or 1800.0
     name = job["entry"]
     started = time.time()
+    try:
+        splits, lr_paths, notes = open_splits(job)
+    except Exception as exc:  # a cache that cannot be read or rebuilt: the entry cannot be measured
+        return _failed(job, "run_error", f"{name}: data cache unusable: {exc}", started, "")
+    scale = next(iter(splits.values())).scale
+    quality = Quality(splits, entry=name, crop_border=settings.crop_for(scale), sinks=sinks)
     with tempfile.TemporaryDirectory(prefix="esr-job-") as tmp:
-        job = dict(job, record=str(Path(tmp) / "record.json"))
-        job_path = Path(tmp) / "job.json"
-        job_path.write_text(json.dumps(job))
-        log_path = Path(tmp) / "log.txt"
-        cmd = [sys.executable, "-m", "harness.running.worker", str(job_path)]
+        scratch = Path(tmp)
+        to_parent_r, to_parent_w = os.pipe()
+        to_worker_r, to_worker_w = os.pipe()
+        worker_job = {
+            "entry": name, "file": str(Path(job["file"]).resolve()),
+            "zoo": str(Path(job["zoo"]).resolve()) if job.get("zoo") else None, "settings": job["settings"],
+            "lr_splits": {k: str(Path(v).resolve()) for k, v in lr_paths.items()}, "phase": job.get("phase"), "channel": {"out": to_parent_w, "in": to_worker_r},
+        }
+        job_path = scratch / "job.json"
+        job_path.write_text(json.dumps(worker_job))
+        log_path = scratch / "log.txt"
         run_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         with open(log_path, "w") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=run_env, start_new_session=True)
             try:
-                code = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
+                proc = spawn_worker(job_path, scratch=scratch, log=log, env=run_env,
+                                    pass_fds=(to_parent_w, to_worker_r))
+            finally:
+                os.close(to_parent_w)
+                os.close(to_worker_r)
+            try:
+                session = _converse(proc, Reader(to_parent_r), to_worker_w, quality, name, timeout_s)
+                if not session["timeout"]:
+                    try:  # let it exit on its own so that its exit status is its own
+                        proc.wait(timeout=5)
+                    except subprocess.TimeoutExpired:
+                        pass
+            finally:
                 _kill_group(proc)
-                return _failed(job, "timeout", f"{name}: did not finish within {timeout_s:g} s (time limit); "
-                               f"raise --timeout or check for a hang", started, log_path)
-        record = read_json(job["record"])
-        if record is not None:
-            record.setdefault("provenance", {})["wall_s"] = round(time.time() - started, 3)
-            return record
-        if code < 0:
+                os.close(to_parent_r)
+                os.close(to_worker_w)
+        record = _conclude(job, session, proc, quality, started, log_path, timeout_s)
+    record["flags"] = list(record.get("flags") or []) + notes
+    return record
+
+
+def _converse(proc, reader: Reader, to_worker: int, quality: Quality, name: str, timeout_s: float) -> dict:
+    """Read the worker's messages until it ends, scoring SR outputs as they come."""
+    deadline = time.monotonic() + timeout_s
+    passes, current = {}, None
+    session = {"final": None, "timeout": False, "protocol": None, "bad_output": None, "passes": passes}
+    while True:
+        # The worker's children may hold the pipe open after it exits: poll the worker too.
+        if not reader.ready(min(0.5, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                session["timeout"] = True
+                return session
+            if proc.poll() is not None and not reader.ready(0.05):
+                return session
+            continue
+        try:
+            message = reader.read(deadline)
+        except ChannelTimeout:
+            session["timeout"] = True
+            return session
+        except ChannelError as exc:
+            session["protocol"] = str(exc)
+            return session
+        if message is None:
+            return session
+        header, payload = message
+        now = time.monotonic()
+        kind = header["type"]
+        if kind == "pass":
+            key = (header.get("split"), header.get("trial"))
+            if header.get("phase") == "start":
+                kill_point("timed_pass", name)
+                current = passes[key] = {"start": now, "span_ms": None, "busy_ms": 0.0, "sr_mib": 0.0}
+            elif header.get("phase") == "end" and key in passes and passes[key]["span_ms"] is None:
+                passes[key]["span_ms"] = (now - passes[key]["start"]) * 1e3
+                current = None
+            else:
+                session["protocol"] = f"unexpected pass message {header}"
+                return session
+        elif kind == "sr":
+            try:
+                sr = decode_sr(header, payload)
+                quality.add(header.get("split"), header.get("index"), sr)
+                send(to_worker, {"type": "ack"})
+            except BadOutputError as exc:
+                session["bad_output"] = str(exc)
+                _safe_send(to_worker, {"type": "stop", "error": str(exc)})
+                return session
+            busy = time.monotonic() - now
+            deadline += busy  # scoring is the parent's time, not the entry's
+            if current is not None:
+                current["busy_ms"] += busy * 1e3
+                current["sr_mib"] += len(payload) / 2**20
+        elif kind in ("record", "failure"):
+            session["final"] = header
+        elif kind == "hello":
+            session["pid"] = header.get("pid")
+        else:
+            session["protocol"] = f"unknown message type {kind!r}"
+            return session
+
+
+def _safe_send(fd: int, header: dict) -> None:
+    try:
+        send(fd, header)
+    except OSError:
+        pass
+
+
+def _conclude(job, session, proc, quality, started, log_path, timeout_s) -> dict:
+    name = job["entry"]
+    code = proc.returncode
+    final = session["final"]
+    if session["timeout"]:
+        return _failed(job, "timeout", f"{name}: did not finish within {timeout_s:g} s (time limit); "
+                       f"raise --timeout or check for a hang", started, log_path)
+    if session["bad_output"]:
+        return _failed(job, "bad_output", session["bad_output"], started, log_path)
+    if session["protocol"]:
+        return _failed(job, "run_error", f"{name}: the worker broke the message protocol ({session['protocol']})",
+                       started, log_path)
+    if final is None:
+        if code is not None and code < 0:
             sig = _signal_name(code)
-            hint = " (out of memory?)" if sig == "SIGKILL" else ""
-            return _failed(job, "oom" if sig == "SIGKILL" else "crashed",
-                           f"{name}: worker killed by {sig}{hint}", started, log_path)
-        return _failed(job, "crashed", f"{name}: worker exited with code {code} before writing its record", started, log_path)
+            if memory_limit_hit(proc):
+                rec = _failed(job, "oom", f"{name}: killed by the memory limit ({sig})", started, log_path)
+                rec["oom"] = {"requested_bytes": None, "source": "memory limit"}
+                return rec
+            return _failed(job, "crashed", f"{name}: worker killed by {sig}", started, log_path, signal=sig)
+        return _failed(job, "crashed", f"{name}: worker exited with code {code} before reporting its result",
+                       started, log_path)
+    if final["type"] == "failure":
+        try:
+            status, error, extra = intake.failure(final)
+        except intake.IntakeError as exc:
+            return _failed(job, "run_error", f"{name}: {exc}", started, log_path)
+        rec = _failed(job, status, error, started, log_path)
+        rec.update(extra)
+        return rec
+    try:
+        return assemble(job, final.get("record"), session["passes"], quality, started)
+    except intake.IntakeError as exc:
+        return _failed(job, "run_error", f"{name}: the worker's record is invalid: {exc}", started, log_path)
+    except BadOutputError as exc:
+        return _failed(job, "bad_output", str(exc), started, log_path)
+
+
+def assemble(job: dict, report, passes: dict, quality: Quality, started: float) -> dict:
+    """The record, from the checked worker report, the parent's quality figures and cross-checks."""
+    import statistics
+
+    name = job["entry"]
+    settings = RunSettings.from_dict(job["settings"])
+    images = {s: [p.name for p in split.pairs] for s, split in quality.splits.items()}
+    content, notes = intake.content(report, images=images, trials=settings.trials)
+    scores = quality.results()
+    metrics = dict(content["metrics"])
+    raw, trial_means = {}, {}
+    for split, values in content["raw"].items():
+        means = [statistics.fmean(t) for t in values["runtime_ms"]]
+        trial_means[split] = means
+        metrics[f"{split}.runtime_ms"] = statistics.fmean(means)
+        metrics[f"{split}.runtime_ms_best"] = min(means)
+        for key, value in scores[split]["mean"].items():
+            metrics[f"{split}.{key}"] = value
+        raw[split] = {"images": values["images"], **{k: scores[split][k] for k in ("psnr_rgb", "psnr_y", "ssim_rgb",
+                                                                                  "ssim_y")},
+                      "runtime_ms": values["runtime_ms"]}
+    card = job.get("card") or content.get("card") or {}
+    flags = list(content.get("flags", [])) + [f"{name}: {n}" for n in notes]
+    if job.get("card") and content.get("card") and _card_view(content["card"]) != _card_view(job["card"]):
+        flags.append(f"{name}: the card at measurement differs from the card found at discovery; "
+                     "the discovery card is recorded")
+    ckpt = checkpoint_file(job)
+    expected_trained = ckpt is None or ckpt.is_file()
+    load = content.get("load") or {}
+    timing_check = crosscheck.timing(passes, content["raw"])
+    params_check = crosscheck.params(card, job.get("zoo"), metrics.get("params"), load.get("buffers"))
+    problems = list(timing_check["problems"]) + quality.problems()
+    if params_check.get("ok") is False:
+        problems.append(params_check["problem"])
+    if load.get("trained") != expected_trained:
+        problems.append(f"trained: the worker says {load.get('trained')}, the checkpoint "
+                        f"{'is' if expected_trained else 'is not'} there")
+    worker_prov = {k: v for k, v in (content.get("provenance") or {}).items()
+                   if k in ("device", "device_name", "threads", "worker_pid") and isinstance(v, (str, int))}
+    ckpt_sha = None
+    if ckpt is not None and ckpt.is_file():
+        from harness.submissions.checkpoint import sha256_file
+
+        ckpt_sha = sha256_file(ckpt)
+    record = {
+        "schema": SCHEMA, "entry": name, "status": "ok" if expected_trained else "untrained", "error": None,
+        "trained": expected_trained, "key": job.get("key"), "source_hash": job.get("source_hash"),
+        "card": card, "metrics": metrics, "raw": raw,
+        "complexity": content.get("complexity"),
+        "runtime": dict(content.get("runtime") or {}, trial_means_ms=trial_means),
+        "memory": content.get("memory"), "deploy": content.get("deploy"), "load": load, "flags": flags,
+        "settings": job["settings"], "data": job.get("data", {}),
+        "quality": quality.placement(),
+        "crosscheck": {"ok": not problems, "timing": timing_check, "params": params_check, "problems": problems},
+        "provenance": provenance(**worker_prov, checkpoint_sha256=ckpt_sha,
+                                 wall_s=round(time.time() - started, 3), **job.get("provenance", {})),
+    }
+    for key in ("submission", "inference"):
+        if key in content:
+            record[key] = content[key]
+    if problems:
+        record.update(status="run_error", error=f"{name}: failed the parent's cross-check: {problems[0]}"
+                      + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    return record
+
+
+def _card_view(card: dict) -> dict:
+    return {k: v for k, v in card.items() if k not in ("file", "source")}
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    """End the worker and everything in its session."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
+        pass
+    try:
         proc.kill()
+    except OSError:
+        pass
     proc.wait()
 
 
-def _failed(job: dict, status: str, error: str, started: float, log_path: Path) -> dict:
+def _failed(job: dict, status: str, error: str, started: float, log_path, **extra) -> dict:
     try:
-        tail = log_path.read_text(errors="replace")[-4000:]
+        tail = Path(log_path).read_text(errors="replace")[-4000:] if log_path else ""
     except OSError:
         tail = ""
     return error_record(
-        job["entry"], status, error, key=job.get("key"), detail=tail, settings=job.get("settings"),
-        data=job.get("data", {}), provenance=provenance(wall_s=round(time.time() - started, 3)),
+        job["entry"], status, error, key=job.get("key"), source_hash=job.get("source_hash"), detail=tail,
+        settings=job.get("settings"), data=job.get("data", {}),
+        provenance=provenance(wall_s=round(time.time() - started, 3)), **extra,
     )

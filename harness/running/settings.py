@@ -48,9 +48,10 @@ class RunSettings:
         return d
 
     def key_dict(self) -> dict:
-        """The settings that change a measurement (timeout does not)."""
+        """The settings that change a measurement (the time and memory limits do not)."""
         d = self.to_dict()
-        d.pop("timeout_s", None)
+        for name in ("timeout_s", "memory_limit_mib", "memory_limit_gib", "memory_limit"):  # limits, not figures
+            d.pop(name, None)
         return d
 
     @classmethod
