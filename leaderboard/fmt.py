@@ -28,3 +28,18 @@ def text(value: float, digits: int, thousands: bool = False) -> str:
         return f"{float(value):.{max(digits, 2)}e}"
     rounded = Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
     return f"{rounded:,.{digits}f}" if thousands else f"{rounded:.{digits}f}"
+
+
+def significant(value: float, digits: int = 4, sci_above: float = 1e4) -> str:
+    """``value`` to ``digits`` significant digits; scientific notation at or beyond ``sci_above``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    rounded = float(f"{value:.{digits}g}")
+    if abs(rounded) >= sci_above:
+        return f"{value:.{digits - 1}e}"
+    if rounded == 0:
+        return "0"
+    decimals = max(digits - 1 - math.floor(math.log10(abs(rounded))), 0)
+    return f"{rounded:.{decimals}f}"

@@ -125,6 +125,7 @@ ENTRIES = [
         scale=4,
         input_range=255.0,
         checkpoint="edsr_x4-4f62e9ef.pt",
+        heavy=True,  # minutes on a CPU: out of the quick start unless named or --all
         notes=("EDSR full x4: 32 blocks, 256 features, res_scale 0.1. Checkpoint from the "
                + _SOURCE.format("edsr_x4-4f62e9ef.pt")
                + ". params counts the 24 fixed MeanShift parameters (43,089,923 trainable; 43.09M either way)."),

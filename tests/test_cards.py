@@ -106,6 +106,9 @@ EXPECTED = {
         "name": "team03_Loop", "class": "LoopNet", "kwargs": {"upscale": 4}, "scale": 4, "input_range": 255.0,
         "checkpoint": "team03_loop.pth", "key_map": {"module.": ""}, "deploy": "switch_to_deploy",
         "notes": "converted from test_demo.py model_id 3 (03_Loop)"}],
+    "team07_Pkg": [{
+        "name": "team07_Pkg", "class": "PkgNet", "module": "team07_Pkg.arch", "scale": 4, "input_range": 1.0,
+        "notes": "converted from test_demo.py model_id 7 (07_Pkg); the branch loads no checkpoint"}],
     "team04_Two": [
         {"name": "team04_Two_id04", "class": "TwoNet", "kwargs": {"dim": 16}, "scale": 4, "input_range": 1.0,
          "checkpoint": "team04_two_s.pth", "notes": "converted from test_demo.py model_id 4 (04_Two_small)"},
@@ -137,8 +140,6 @@ def test_convert_understands_each_branch_form(demo):
     assert conv.cards == EXPECTED
     assert conv.skipped == [
         (f"model_id 6 (line {lineno('model_id == 6')})", f"line {lineno('CfgNet(**cfg)')}: constructor called with **cfg"),
-        (f"model_id 7 (line {lineno('model_id == 7')})",
-         "class imported from 'models.team07_Pkg.arch': the harness loads single files models/<stem>.py"),
         (f"model_id 8 (line {lineno('model_id == 8')})", "data_range is 2.0, not 1.0 or 255.0"),
     ]
     assert conv.warnings == [
@@ -146,6 +147,8 @@ def test_convert_understands_each_branch_form(demo):
         "model_id 2 (team02_Kw): loaded with strict=False in test_demo; the harness loads strictly (run esr check)",
         "model_id 4 (team04_Two): no scale argument; assumed scale 4",
         "model_id 5 (team04_Two): no scale argument; assumed scale 4",
+        "model_id 7 (team07_Pkg): no scale argument; assumed scale 4",
+        "model_id 7 (team07_Pkg): loads no checkpoint; measured untrained",
     ]
 
 
@@ -167,8 +170,9 @@ def test_cards_are_read_by_discovery(demo, tmp_path):
     write_cards(convert(demo), models)
     classes = {"team01_Pos": "PosNet", "team02_Kw": "KwNet", "team04_Two": "TwoNet"}
     for stem, cls in classes.items():
-        (models / f"{stem}.py").write_text(f"class {cls}:\n    def __init__(self, *a, **k):\n        pass\n")
-    for stem in ("team00_Base", "team03_Loop"):
+        (models / f"{stem}.py").write_text(f"from torch import nn\n\n\nclass {cls}(nn.Module):\n"
+                                           f"    def __init__(self, *a, **k):\n        super().__init__()\n")
+    for stem in ("team00_Base", "team03_Loop", "team07_Pkg"):
         (models / f"{stem}.toml").unlink()
     catalog = discover(models)
     assert catalog.names() == ["team01_Pos", "team02_Kw", "team04_Two_id04", "team04_Two_id05"]
@@ -182,17 +186,17 @@ def test_cards_are_read_by_discovery(demo, tmp_path):
 
 def test_cli_writes_cards_and_lists_what_it_did_not_understand(demo, tmp_path, capsys):
     out = tmp_path / "cards"
-    assert esr(["cards", "from-test-demo", str(demo), "--out", str(out)]) == 0
+    assert esr(["cards", "from-test-demo", str(demo), "--out", str(out), "--no-trace"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert f"wrote {out / 'team04_Two.toml'} (2 entries)" in lines
     assert (f"✗ not converted: model_id 6 (line {lineno('model_id == 6')}): line {lineno('CfgNet(**cfg)')}: "
             f"constructor called with **cfg") in lines
-    assert lines[-1] == "6 branches converted into 5 cards, 3 not understood"
+    assert lines[-1] == "7 branches converted into 6 cards (7 static, 0 traced), 2 not understood"
     assert esr(["cards", "from-test-demo", str(tmp_path / "absent.py")]) == 2
 
 
 def test_default_out_is_models_beside_test_demo(demo):
-    assert esr(["cards", "from-test-demo", str(demo)]) == 0
+    assert esr(["cards", "from-test-demo", str(demo), "--no-trace"]) == 0
     assert (demo.parent / "models" / "team01_Pos.toml").is_file()
 
 

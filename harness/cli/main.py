@@ -13,6 +13,7 @@ COMMANDS = {
     "profile": ("harness.cli.profile", "add_arguments", "main", "complexity of one entry without running data"),
     "check": ("harness.cli.check", "add_arguments", "main", "check one submission and print a checklist"),
     "cards": ("harness.cli.cards", "add_arguments", "main", "write sidecar cards (from an NTIRE test_demo.py)"),
+    "replay": ("harness.cli.replay", "add_arguments", "main", "replay a published challenge folder against an oracle"),
     "rank": ("leaderboard.cli", "add_rank_arguments", "rank_main", "rank records or a CSV under a track's rules"),
     "report": ("leaderboard.cli", "add_report_arguments", "report_main", "write every table and plot for a run"),
 }

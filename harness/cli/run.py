@@ -17,13 +17,16 @@ def add_arguments(p) -> None:
     p.add_argument("--test", default=None, help="optional test split, same forms as --data")
     p.add_argument("--out", type=Path, default=Path("results"), help="run folder (default: results/)")
     p.add_argument("--scale", type=int, default=4, help="upscaling factor of the run (default 4)")
-    p.add_argument("--entries", default=None, help="comma-separated entry names (default: all at --scale)")
+    p.add_argument("--entries", default=None, help="comma-separated entry names (default: all at --scale but heavy ones)")
+    p.add_argument("--all", action="store_true", dest="all_entries",
+                   help="include the entries whose card says heavy (EDSR) in a run without --entries")
     p.add_argument("--trials", type=int, default=3, help="timed passes over the data after warm-up (default 3)")
     p.add_argument("--crop-border", default="4", help="pixels cropped before PSNR/SSIM: an int or 'scale' (default 4)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of each worker (default: torch's)")
     p.add_argument("--input", default="3x256x256", help="LR input of the complexity counters (default 3x256x256)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per entry (default 1800)")
+    add_confinement_arguments(p)
     p.add_argument("--cudnn-benchmark", action="store_true", help="turn cudnn.benchmark on (recorded)")
     p.add_argument("--no-complexity", action="store_true", help="skip the complexity counters")
     p.add_argument("--fp16", action="store_true", help="half precision inference (CUDA only; recorded)")
@@ -44,6 +47,21 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def add_confinement_arguments(p) -> None:
+    """``--sandbox`` and ``--memory-limit``: shared by run, check and profile."""
+    p.add_argument("--sandbox", choices=["auto", "required", "off"], default="auto",
+                   help="confine team code (no network, read-only files, own PID namespace): auto (default: when the "
+                        "machine allows, else unconfined and recorded), required (refuse to run without), off")
+    p.add_argument("--memory-limit", default=None, metavar="MIB",
+                   help="memory limit of one entry's process tree in MiB (default 75%% of RAM; 0: none)")
+
+
+def memory_limit_from_args(args):
+    from harness.core.sandbox import check_memory_limit, default_memory_limit_mib
+
+    return default_memory_limit_mib() if args.memory_limit is None else check_memory_limit(args.memory_limit)
+
+
 def settings_from_args(args) -> RunSettings:
     modes = {}
     if args.fp16:
@@ -59,6 +77,7 @@ def settings_from_args(args) -> RunSettings:
         crop_border=args.crop_border if args.crop_border == "scale" else int(args.crop_border),
         threads=args.threads, input_shape=parse_shape(args.input), cudnn_benchmark=args.cudnn_benchmark,
         timeout_s=args.timeout, complexity=not args.no_complexity, modes=modes,
+        sandbox=args.sandbox, memory_limit_mib=memory_limit_from_args(args),
     )
 
 
@@ -135,7 +154,7 @@ def main(args) -> int:
     from harness.running.summary import notes, rich_table
 
     console = Console()
-    if not console.is_terminal:  # logs and CI: do not squeeze the table into 80 columns
+    if not console.is_terminal and "COLUMNS" not in os.environ:  # logs and CI: the full table
         console = Console(width=200)
     try:
         validate(args)
@@ -149,7 +168,8 @@ def main(args) -> int:
         config = RunConfig(
             out=args.out, models=args.models, zoo=args.zoo, data=args.data, test=args.test, scale=args.scale,
             entries=[e.strip() for e in args.entries.split(",") if e.strip()] if args.entries else None,
-            force=args.force, retry_failed=args.retry_failed, strict=args.strict, backend=args.backend, address=args.address,
+            all_entries=args.all_entries, force=args.force, retry_failed=args.retry_failed, strict=args.strict,
+            backend=args.backend, address=args.address,
             tracks=[t.strip() for t in args.tracks.split(",") if t.strip()],
             settings=settings_from_args(args), extra=extra,
         )
@@ -163,18 +183,33 @@ def main(args) -> int:
             console.print(f"[yellow]inferred card for {rec['entry']}[/]: class {card['model']}(), scale {card['scale']}, "
                           f"input range {card['input_range']:g}, checkpoint {card['checkpoint']} "
                           f"(add a sidecar {rec['entry']}.toml to confirm)")
-    if outcome.skipped:
-        console.print(f"skipped (not at scale {args.scale}): {', '.join(outcome.skipped)}")
     for line in outcome.notes:
         console.print(f"[yellow]{line}[/]", highlight=False)
     for entry, reason in outcome.redone.items():
         console.print(f"redone {entry}: {reason}", markup=False, highlight=False)
     if outcome.reused:
         console.print(f"kept complete records from an earlier run: {', '.join(outcome.reused)} (use --force to re-measure)")
-    console.print(rich_table(outcome.records, title=f"esr run: {args.out}"))
-    for line in notes(outcome.records):
+    if outcome.records:
+        console.print(rich_table(outcome.records, title=f"esr run: {args.out}", width=console.width))
+    for line in notes(outcome.records) + run_notes(outcome, args.scale):
         console.print(f"  {line}", markup=False, highlight=False)
     console.print(f"records: {args.out / 'records'}   table: {args.out / 'leaderboard.md'}")
+    if not any(r.get("status") in ("ok", "untrained") for r in outcome.records):
+        console.print("[red]esr run: nothing was measured[/] (see the lines above); exit 1")
+        return 1
     if args.strict and outcome.failed:
         return 1
     return 0
+
+
+def run_notes(outcome, scale: int) -> list[str]:
+    """What the run left out, and why: other scales, the default job's heavy entries, helper files."""
+    lines = []
+    for name in outcome.skipped:
+        card_scale = outcome.skipped_scales.get(name, "N")
+        lines.append(f"{name}: not measured: its card says scale {card_scale}, the run is at scale {scale} "
+                     f"(run with --scale {card_scale})")
+    for name, reason in outcome.left_out.items():
+        lines.append(f"{name}: left out of the default job ({reason}); include it with --entries {name} or --all")
+    lines += outcome.helper_notes
+    return lines

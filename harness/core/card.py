@@ -15,7 +15,9 @@ fields (``model`` is then the class name as a string, looked up in ``models/<ste
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 VALID_RANGES = (1.0, 255.0)
@@ -24,6 +26,41 @@ SOURCES = ("inline", "sidecar", "inferred")
 
 class CardError(ValueError):
     """A card that cannot describe a runnable entry (bad field, unknown class)."""
+
+
+# An entry name becomes a file name (records/<name>.json): no path parts, nothing to escape.
+NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_name(name) -> str:
+    """Letters, digits, ``_``, ``-``, ``.``; not only dots; at most 128 characters."""
+    if not isinstance(name, str) or not NAME.match(name) or set(name) == {"."} or len(name) > 128:
+        raise CardError(f"field 'name' {name!r}: use letters, digits, '_', '-' and '.' only (no '/', no spaces, "
+                        f"not only dots, at most 128 characters), for example 'team07_MyNet'")
+    return name
+
+
+def check_checkpoint_name(name: str, entry: str) -> str:
+    """A checkpoint is a path relative to the zoo folder: no absolute path, no '..' part."""
+    if not isinstance(name, str) or not name.strip():
+        raise CardError(f"{entry}: field 'checkpoint' must be a file name in the zoo folder, got {name!r}")
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in posix.parts or ".." in windows.parts:
+        raise CardError(f"{entry}: field 'checkpoint' {name!r} must be a path inside the zoo folder "
+                        f"(relative, without '..'); put the file into the zoo and give its name")
+    return name
+
+
+def check_deploy_name(method, entry: str):
+    """``deploy`` names a public method (or ``modules:<method>``), never a dunder or a dotted path."""
+    if method is None:
+        return None
+    attr = method.split(":", 1)[1] if isinstance(method, str) and method.startswith("modules:") else method
+    if not isinstance(attr, str) or not IDENTIFIER.match(attr) or attr.startswith("__"):
+        raise CardError(f"{entry}: field 'deploy' {method!r} must name a method of the model "
+                        f"(for example 'switch_to_deploy' or 'modules:switch_to_deploy')")
+    return method
 
 
 @dataclass
@@ -51,7 +88,11 @@ class Entry:
     load_after_deploy: the checkpoint holds the deploy form: build the training form,
         deploy (checking equivalence on random weights), then load strictly.
     requirements: extra pip requirements the model needs (informational, checked by ``esr check``).
+    heavy: the entry takes minutes on a CPU (EDSR at 43M parameters): a run without
+        ``--entries`` leaves it out and says so (``--all`` or naming it includes it).
     notes, paper: free text shown in reports.
+    team: the team's name as the organizers wrote it (``esr cards from-test-demo`` keeps the
+        comment of the chain's branch), so a replay can join a published table by team name.
     expected: published or derived figures (``{"params": 893936}``) that tests compare with
         measured values; never used as a measurement.
     source: ``inline``, ``sidecar`` or ``inferred`` (set by discovery).
@@ -71,15 +112,19 @@ class Entry:
     deploy: str | None = None
     load_after_deploy: bool = False
     requirements: list = field(default_factory=list)
+    heavy: bool = False
     notes: str = ""
     paper: str = ""
+    team: str = ""
     expected: dict = field(default_factory=dict)
     source: str = "inline"
     file: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.name or not isinstance(self.name, str):
-            raise CardError(f"entry name must be a non-empty string, got {self.name!r}")
+        check_name(self.name)
+        if self.checkpoint is not None:
+            check_checkpoint_name(self.checkpoint, self.name)
+        check_deploy_name(self.deploy, self.name)
         if not isinstance(self.scale, int) or self.scale < 1:
             raise CardError(f"{self.name}: scale must be a positive integer, got {self.scale!r}")
         try:

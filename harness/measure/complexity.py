@@ -91,70 +91,130 @@ def _fingerprint(model) -> tuple:
     return state_fingerprint(model)
 
 
-class _HookCounter:
-    """Legacy NTIRE 2022 MACs, activations and conv count, gathered by forward hooks in one forward."""
+class _ArtefactProbe:
+    """Work that fvcore's tracer cannot see, measured during the counting forward another way.
 
-    def __init__(self, model):
-        import torch.nn as nn
+    * custom autograd Functions (``prim::PythonOp.<Name>`` in fvcore): ``Function.apply`` is wrapped
+      for the duration of the forward and a nested ``FlopCounterMode`` counts what runs inside;
+    * convolutions with string padding (``padding='same'``/``'valid'`` -> ``aten::_convolution_mode``):
+      a ``TorchFunctionMode`` sees each call and counts ``output elements * weight[0].numel()``;
+    * opaque operators outside ``aten``/``prim`` (``torch.library`` custom ops, compiled extensions):
+      a ``TorchDispatchMode`` names them; for a ``torch.library.custom_op`` whose Python function is
+      known, that function runs instead of the opaque kernel under a nested ``FlopCounterMode``
+      (same result); otherwise the hidden work is unknown (``None``).
+    Everything is undone in ``close()``.
+    """
 
-        self.nn = nn
-        self.legacy = Counter()  # by kind: conv, activation, linear, batchnorm
-        self.activations = 0
-        self.conv_calls = 0
-        self.conv_modules = set()
-        self.notes = []
-        self.handles = [m.register_forward_hook(self._hook) for m in model.modules() if self._counted(m)]
+    STRING_PADDING_CONVS = ("conv1d", "conv2d", "conv3d")
 
-    def _counted(self, m) -> bool:
-        nn = self.nn
-        return isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm2d,
-                              nn.ReLU, nn.PReLU, nn.ELU, nn.LeakyReLU, nn.ReLU6))
+    def __init__(self):
+        self.python_ops = {}  # class name -> [calls, flops inside]
+        self.conv_mode = [0, 0]  # calls, MACs
+        self.opaque = {}  # op name -> [calls, MACs or None]
+        self._patched = None
+        self._modes = []
 
-    def _hook(self, m, inputs, output) -> None:
-        import math
+    def __enter__(self):
+        import torch
+        from torch.overrides import TorchFunctionMode
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils.flop_counter import FlopCounterMode
 
-        nn = self.nn
-        if isinstance(m, (nn.Conv2d, nn.Conv3d)):
-            per_position = math.prod(m.kernel_size) * m.in_channels * (m.out_channels // m.groups)
-            self.legacy["conv"] += per_position * output.shape[0] * math.prod(output.shape[2:])
-            if isinstance(m, nn.Conv2d):
-                self.activations += output.numel()
-                self.conv_calls += 1
-                self.conv_modules.add(id(m))
-        elif isinstance(m, nn.ConvTranspose2d):
-            # each INPUT position multiplies the whole kernel (same convention as fvcore)
-            x = inputs[0]
-            per_position = math.prod(m.kernel_size) * m.in_channels * (m.out_channels // m.groups)
-            self.legacy["conv"] += per_position * x.shape[0] * math.prod(x.shape[2:])
-        elif isinstance(m, nn.Linear):
-            x = inputs[0]
-            if x.dim() == 2:
-                self.legacy["linear"] += x.shape[0] * m.in_features * m.out_features
-            else:
-                self.notes.append(f"legacy counter: Linear on a {x.dim()}-D input is not counted (2-D only)")
-        elif isinstance(m, nn.BatchNorm2d):
-            self.legacy["batchnorm"] += inputs[0].numel() * (2 if m.affine else 1)
-        else:
-            self.legacy["activation"] += output.numel()
+        probe = self
+        original = torch.autograd.Function.apply.__func__
+        depth = [0]
 
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
+        def apply(cls, *args, **kwargs):
+            if depth[0]:
+                return original(cls, *args, **kwargs)
+            depth[0] += 1
+            try:
+                with FlopCounterMode(display=False) as fc:
+                    out = original(cls, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+            entry = probe.python_ops.setdefault(cls.__name__, [0, 0])
+            entry[0] += 1
+            entry[1] += int(fc.get_total_flops())
+            return out
+
+        torch.autograd.Function.apply = classmethod(apply)
+        self._patched = original
+
+        class StringPadding(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                name = getattr(func, "__name__", "")
+                if name in probe.STRING_PADDING_CONVS:
+                    padding = kwargs.get("padding", args[4] if len(args) > 4 else 0)
+                    if isinstance(padding, str):
+                        weight = kwargs.get("weight", args[1] if len(args) > 1 else None)
+                        probe.conv_mode[0] += 1
+                        probe.conv_mode[1] += int(out.numel()) * int(weight[0].numel())
+                return out
+
+        class Opaque(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                ns = getattr(func, "namespace", "aten")
+                if ns in ("aten", "prim", "prims", "_c10d_functional", "profiler"):
+                    return func(*args, **kwargs)
+                name = f"{ns}::{func._schema.name.split('::', 1)[-1]}"
+                entry = probe.opaque.setdefault(name, [0, 0])
+                entry[0] += 1
+                python_fn = _custom_op_function(func)
+                if python_fn is None or entry[1] is None:
+                    entry[1] = None
+                    return func(*args, **kwargs)
+                with FlopCounterMode(display=False) as fc:
+                    out = python_fn(*args, **kwargs)
+                entry[1] += int(fc.get_total_flops()) // 2
+                return out
+
+        self._modes = [StringPadding(), Opaque()]
+        for mode in self._modes:
+            mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        for mode in reversed(self._modes):
+            mode.__exit__(None, None, None)
+        self._modes = []
+        if self._patched is not None:
+            torch.autograd.Function.apply = classmethod(self._patched)
+            self._patched = None
+        return False
+
+
+def _custom_op_function(op):
+    """The Python function behind a ``torch.library.custom_op`` operator, or None (compiled kernels)."""
+    try:
+        from torch._library.custom_ops import _maybe_get_opdef
+
+        opdef = _maybe_get_opdef(op._schema.name)
+        return getattr(opdef, "_init_fn", None) if opdef is not None else None
+    except Exception:
+        return None
 
 
 def _hooked_forward(model, x):
-    """One forward with the hook counters and FlopCounterMode active; returns both."""
+    """One forward with the 2022 hook counter, the artefact probe and FlopCounterMode active."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = _HookCounter(model)
+    from harness.measure.legacy_counter import LegacyCounter
+
+    counter = LegacyCounter(model)
+    probe = _ArtefactProbe()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        with torch.no_grad(), FlopCounterMode(display=False) as fc, probe:
             model(x)
     finally:
         counter.remove()
-    return counter, int(fc.get_total_flops())
+    return counter, int(fc.get_total_flops()), probe
 
 
 def _fvcore(model, x):
@@ -218,47 +278,164 @@ def cross_check(by_op: dict, flop_counter_macs: int, legacy_parts: dict, unsuppo
     return flags
 
 
-def profile(model, *, input_shape=(1, 3, 256, 256), device: str = "cpu", input_range: float = 1.0,
-            seed: int = 0) -> dict:
-    """Count params, MACs (fvcore, legacy, FlopCounterMode), activations and convs.
+def artefacts(unsupported: dict, probe, fc_by_op: dict) -> list[dict]:
+    """Operators fvcore did not count that hide (or may hide) multiply-accumulates, each with the
+    MACs it hides measured another way: ``[{"op", "calls", "hidden_macs", "counter", "cause"}]``.
 
-    ``input_shape`` is the LR input (N x C x H x W); the input is a real, seeded uniform tensor in
-    ``[0, input_range)``. The model is deep-copied and put in eval mode; the caller's model keeps
-    its state dict, hooks and buffers. Returns a JSON-ready dict (see module docstring).
+    ``hidden_macs`` is None when no counter can see inside the operator (a compiled kernel).
     """
-    import torch
+    out = []
+    for op, calls in sorted(unsupported.items()):
+        name = _op_name(op)
+        if op.startswith("prim::PythonOp"):
+            cls = op.split(".", 1)[1] if "." in op else ""
+            seen = probe.python_ops.get(cls)
+            hidden = seen[1] // 2 if seen else None
+            out.append({"op": op, "calls": calls, "hidden_macs": hidden, "counter": "FlopCounterMode inside "
+                        "Function.apply", "cause": explain_op(op)})
+        elif name == "_convolution_mode":
+            out.append({"op": op, "calls": calls, "hidden_macs": probe.conv_mode[1], "counter": "shape arithmetic "
+                        "(output elements x weight[0] elements)", "cause": "convolution with padding='same'/'valid' "
+                        "(string padding) traces to aten::_convolution_mode, which fvcore does not count"})
+        elif name == "im2col":
+            out.append({"op": op, "calls": calls, "hidden_macs": 0, "counter": "shape arithmetic (a copy)",
+                        "cause": "F.unfold/nn.Unfold copies patches (no multiply-accumulate); the products that "
+                        "use them are counted where they happen"})
+        elif not op.startswith(("aten::", "prim::")):
+            seen = probe.opaque.get(op)
+            hidden = seen[1] if seen else None
+            out.append({"op": op, "calls": calls, "hidden_macs": hidden,
+                        "counter": "FlopCounterMode on the op's Python function" if hidden is not None else "none",
+                        "cause": "opaque custom operator: fvcore cannot see inside it" + (
+                            "" if hidden is not None else "; its kernel is compiled, the MACs it hides are unknown")})
+        elif name in HIDDEN_WORK:
+            key = "scaled_dot_product" if "scaled_dot_product" in name else name
+            hidden = sum(v for k, v in fc_by_op.items() if key in k) // 2
+            out.append({"op": op, "calls": calls, "hidden_macs": hidden, "counter": "FlopCounterMode",
+                        "cause": explain_op(op)})
+    return out
 
-    shape = tuple(int(v) for v in input_shape)
-    net = copy.deepcopy(model).eval().to(device)
-    x = (torch.rand(shape, generator=torch.Generator().manual_seed(seed)) * float(input_range)).to(device)
-    flags = []
+
+def _count(net, x, flags: list):
+    """The counting forward (hooks + probe + FlopCounterMode), repeated once if the model settles."""
     before = _fingerprint(net)
-    counter, fc_flops = _hooked_forward(net, x)
+    counter, fc_flops, probe = _hooked_forward(net, x)
     if _fingerprint(net) != before:
         # lazy re-parameterisation on the first forward: count the settled model
         flags.append("model changed its parameters during its first forward (lazy re-parameterisation); "
                      "counted again after it settled")
-        counter, fc_flops = _hooked_forward(net, x)
+        counter, fc_flops, probe = _hooked_forward(net, x)
+    return counter, fc_flops, probe
+
+
+def _flop_counts_by_op(net, x) -> dict:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        net(x)
+    return {str(k): int(v) for k, v in fc.get_flop_counts().get("Global", {}).items()}
+
+
+def _measure(net, x, flags: list) -> dict:
+    counter, fc_flops, probe = _count(net, x, flags)
     macs, by_op, unsupported, uncalled = _fvcore(net, x)
-    legacy_parts = {k: int(v) for k, v in counter.legacy.items()}
+    fc_by_op = _flop_counts_by_op(net, x) if any(_op_name(op) in HIDDEN_WORK for op in unsupported) else {}
+    return {"legacy": counter.result(), "fc_flops": fc_flops, "probe": probe, "macs": macs, "by_op": by_op,
+            "unsupported": unsupported, "uncalled": uncalled, "fc_by_op": fc_by_op}
+
+
+def _on_original(model, x, device: str, flags: list) -> dict:
+    """Count on the caller's model itself (it cannot be deep-copied) and leave it exactly as it was:
+    hooks are removed in ``finally``, the training flags, device and state dict are restored, and the
+    state fingerprint is compared afterwards (a difference raises)."""
+    import torch
+
+    params = list(model.parameters()) + list(model.buffers())
+    home = params[0].device if params else torch.device(device)
+    training = {m: m.training for m in model.modules()}
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    before = _fingerprint(model)
+    try:
+        model.eval().to(device)
+        return _measure(model, x, flags)
+    finally:
+        model.to(home)
+        if _fingerprint(model) != before:
+            model.load_state_dict(saved)
+        for m, mode in training.items():
+            m.training = mode
+        if _fingerprint(model) != before:
+            raise RuntimeError("counting changed the model's state and it could not be restored")
+
+
+def profile(model, *, input_shape=(1, 3, 256, 256), device: str = "cpu", input_range: float = 1.0,
+            seed: int = 0) -> dict:
+    """Count params, MACs (fvcore, the 2022 counter, FlopCounterMode), activations and convs.
+
+    ``input_shape`` is the LR input (N x C x H x W); the input is a real, seeded uniform tensor in
+    ``[0, input_range)``. The model is deep-copied and put in eval mode; a model that cannot be
+    deep-copied (old-style ``weight_norm``, generators or locks in attributes) is counted in place
+    and restored, and ``counted_on`` says which. The caller's model keeps its state dict, hooks,
+    buffers and modes either way. Returns a JSON-ready dict (see module docstring).
+    """
+    import torch
+
+    shape = tuple(int(v) for v in input_shape)
+    x = (torch.rand(shape, generator=torch.Generator().manual_seed(seed)) * float(input_range)).to(device)
+    flags = []
+    try:
+        net = copy.deepcopy(model)
+    except Exception as exc:  # noqa: BLE001 - any deepcopy failure: count in place instead
+        net = None
+        counted_on = "original"
+        flags.append(f"model cannot be deep-copied ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                     f"counted on the model itself, hooks removed and state verified unchanged afterwards")
+    if net is not None:
+        counted_on = "copy"
+        net = net.eval().to(device)
+        got = _measure(net, x, flags)
+    else:
+        net = model
+        got = _on_original(model, x, device, flags)
+    legacy, fc_flops, macs = got["legacy"], got["fc_flops"], got["macs"]
+    by_op, unsupported = got["by_op"], got["unsupported"]
+    legacy_parts = legacy["parts"]
     flop_counter_macs = fc_flops // 2
-    check = cross_check(by_op, flop_counter_macs, legacy_parts, unsupported)
+    comparable = dict(legacy_parts, linear=legacy_parts.get("linear", 0) + legacy["macs_corrected"] - legacy["macs"])
+    check = cross_check(by_op, flop_counter_macs, comparable, unsupported)
     flags.extend(check)
-    flags.extend(sorted(set(counter.notes)))
+    if legacy["linear_token_calls"]:
+        names = ", ".join(f"{k} x{v}" for k, v in legacy["linear_token_calls"].items())
+        flags.append(f"NTIRE 2022 counter: its nn.Linear rule is wrong on token (3-D/4-D) input ({names}): official "
+                     f"macs_legacy {legacy['macs'] / 1e9:.4f} G, corrected {legacy['macs_corrected'] / 1e9:.4f} G")
+    found = artefacts(unsupported, got["probe"], got["fc_by_op"])
+    hidden = sum(a["hidden_macs"] or 0 for a in found)
+    if any(a["hidden_macs"] for a in found) or any(a["hidden_macs"] is None for a in found):
+        parts = "; ".join(f"{a['op']} x{a['calls']}: " + ("unknown" if a["hidden_macs"] is None
+                                                          else f"{a['hidden_macs'] / 1e9:.4f} G") for a in found)
+        flags.append(f"fvcore (official convention) misses MACs: {parts}; macs {macs / 1e9:.4f} G, corrected "
+                     f"{(macs + hidden) / 1e9:.4f} G" + (" (a lower bound: some hidden work is unknown)"
+                                                          if any(a["hidden_macs"] is None for a in found) else ""))
     return {
         "params": int(sum(p.numel() for p in net.parameters())),
         "macs": macs,
-        "macs_legacy": int(sum(legacy_parts.values())),
+        "macs_corrected": macs + hidden,
+        "macs_legacy": legacy["macs"],
+        "macs_legacy_corrected": legacy["macs_corrected"],
         "macs_legacy_parts": legacy_parts,
         "flop_counter_macs": flop_counter_macs,
-        "activations": int(counter.activations),
-        "conv": len(counter.conv_modules),
-        "conv_calls": int(counter.conv_calls),
+        "activations": legacy["activations"],
+        "conv": legacy["conv"],
+        "conv_calls": legacy["conv"],
+        "conv_modules": legacy["conv_modules"],
         "input_shape": list(shape),
         "input_range": float(input_range),
+        "counted_on": counted_on,
         "unsupported_ops": unsupported,
-        "uncalled_modules": uncalled,
+        "uncalled_modules": got["uncalled"],
         "explanations": {op: explain_op(op) for op in sorted(unsupported)},
+        "artefacts": found,
         "counters_agree": not any(f.startswith(("counters disagree", "legacy")) for f in check),
         "flags": flags,
         "by_operator": by_op,

@@ -11,15 +11,30 @@ class DeployError(RuntimeError):
 def apply_deploy(model, method: str, *, name: str = "", size: int = 32, seed: int = 0) -> dict:
     """Call ``model.<method>()`` and check outputs before and after agree.
 
+    ``modules:<method>`` calls ``<method>()`` on every submodule that has it (the organizers'
+    ``for m in model.modules(): if hasattr(m, 'switch_deploy'): m.switch_deploy()``).
+
     The check feeds one seeded random input in [0, 1] (an algebraic identity does not
     depend on the range) of ``1 x 3 x size x size`` in float32 on the CPU, in eval mode.
     Returns ``{"method", "max_abs_diff", "tolerance", "equivalent", "input_shape"}``.
     """
+    import inspect
+
     import torch
 
-    fn = getattr(model, method, None)
-    if fn is None or not callable(fn):
-        raise DeployError(f"{name}: the card declares deploy method {method!r} but the model has no such method")
+    if method.startswith("modules:"):  # every submodule that has the method, as `for m in model.modules()` does
+        attr = method.split(":", 1)[1]
+        if not any(callable(getattr(m, attr, None)) for m in model.modules()):
+            raise DeployError(f"{name}: the card declares deploy {method!r} but no module of the model has {attr}()")
+
+        def fn():
+            for m in model.modules():
+                if hasattr(m, attr):
+                    getattr(m, attr)()
+    else:
+        fn = getattr(model, method, None)
+    if fn is None or not callable(fn) or not (inspect.ismethod(fn) or method.startswith("modules:")):
+        raise DeployError(f"{name}: field 'deploy' {method!r}: the model has no such method")
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(1, 3, size, size, generator=gen)

@@ -1,12 +1,15 @@
-"""Run one job (one entry) in a worker subprocess with a time limit, and return its record.
+"""Run one job (one entry) in a confined worker subprocess with a time limit, and return its record.
 
 This is the parent side of the trust boundary (``docs/threat_model.md``): it holds the HR,
-gives the worker an LR-only cache, talks to it over two pipes (``harness.running.channel``),
-scores the SR outputs itself (``harness.running.quality``), checks what the worker reports
-(``harness.running.intake``, ``harness.running.crosscheck``) and builds the record; it never
-imports team code and never unpickles anything the worker produced. The same function serves
-the local backend and each Ray task. Whatever happens to the worker (exception, kill,
-time-out, segfault, a broken message), a record comes back.
+gives the worker an LR-only cache in its scratch folder, talks to it over two pipes
+(``harness.running.channel``), scores the SR outputs itself (``harness.running.quality``),
+checks what the worker reports (``harness.running.intake``, ``harness.running.crosscheck``)
+and builds the record; it never imports team code and never unpickles anything the worker
+produced. The worker runs confined (``harness.core.sandbox``): its scratch folder is the only
+place it can write, the run folder and the data are hidden; the record says which isolation
+applied (``isolation``). The same function serves the local backend and each Ray task.
+Whatever happens to the worker (exception, kill, time-out, memory limit, a broken message),
+a record comes back, and its whole process tree is gone before the next entry starts.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.core.sandbox import Confined, SandboxUnavailable
 from harness.running import crosscheck, intake
 from harness.running.channel import ChannelError, ChannelTimeout, Reader, send
 from harness.running.hooks import kill_point
@@ -33,15 +37,10 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def lr_cache_path(full: str | Path) -> Path:
-    """The LR-only file the worker is given: ``<cache>/lr/<name>-lr.npz`` beside the parent's cache."""
-    full = Path(full)
-    return full.parent / "lr" / f"{full.stem}-lr.npz"
-
-
-def open_splits(job: dict) -> tuple[dict, dict, list[str]]:
-    """The verified HR splits, their LR-only files, and notes (a modified cache is rebuilt)."""
-    from harness.data.splits import CacheMismatch, ensure_cache, load_cache, load_split, save_cache
+def open_splits(job: dict, scratch: Path) -> tuple[dict, dict, list[str]]:
+    """The verified HR splits, the LR-only files written for the worker into ``scratch``, and
+    notes (a modified cache is rebuilt from the source and the note says so)."""
+    from harness.data.splits import CacheMismatch, load_cache, load_split, save_cache
 
     splits, lr_paths, notes = {}, {}, []
     for name, path in job["splits"].items():
@@ -53,16 +52,38 @@ def open_splits(job: dict) -> tuple[dict, dict, list[str]]:
             scale = (job.get("data", {}).get(name) or {}).get("scale")
             if spec == "" or scale is None:
                 raise
-            split = load_split(spec, scale=scale, split=name)
+            split = load_split(None if spec == "builtin" else spec, scale=scale, split=name)
             save_cache(split, path)
             split = load_cache(path, expect=want)
-            notes.append(f"data cache {Path(path).name} was modified ({exc}); rebuilt from {spec or 'the built-in set'}")
-        _, note = ensure_cache(split, lr_cache_path(path), roles=("lr",))
-        if note:
-            notes.append(note)
+            notes.append(f"data cache {Path(path).name} was modified ({exc}); rebuilt from {spec}")
+        lr = scratch / f"lr-{name}.npz"
+        save_cache(split, lr, roles=("lr",))
+        lr.chmod(0o444)
         splits[name] = split
-        lr_paths[name] = str(lr_cache_path(path))
+        lr_paths[name] = str(lr)
     return splits, lr_paths, notes
+
+
+def hidden_folders(job: dict) -> list[str]:
+    """Folders the worker must not see: the run's caches and records, the data's folders.
+
+    A folder that holds what the worker needs (the model file, the zoo, this harness, Python)
+    is never hidden (``--out .`` must not hide the models)."""
+    import harness
+
+    wanted = [Path(job["file"]).resolve(), Path(job.get("zoo") or ".").resolve(), Path(harness.__file__).resolve(),
+              Path(sys.prefix).resolve(), Path(sys.executable).resolve()]
+    candidates = [Path(p).resolve().parent for p in job["splits"].values()]
+    if job.get("record"):
+        candidates.append(Path(job["record"]).resolve().parent)
+    for info in (job.get("data") or {}).values():
+        if isinstance(info, dict) and info.get("root"):
+            candidates.append(Path(info["root"]).resolve())
+    out = []
+    for folder in candidates:
+        if folder.is_dir() and not any(w == folder or folder in w.parents for w in wanted) and str(folder) not in out:
+            out.append(str(folder))
+    return out
 
 
 def checkpoint_file(job: dict) -> Path | None:
@@ -72,67 +93,75 @@ def checkpoint_file(job: dict) -> Path | None:
     return Path(name) if Path(name).is_absolute() else Path(job.get("zoo") or "model_zoo") / name
 
 
-def spawn_worker(job_path: Path, *, scratch: Path, log, env: dict, pass_fds: tuple) -> subprocess.Popen:
-    """Start ``python -m harness.running.worker JOB.json`` in its own session (confinement goes here)."""
-    cmd = [sys.executable, "-m", "harness.running.worker", str(job_path)]
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(scratch),
-                            start_new_session=True, pass_fds=pass_fds)
-
-
-def memory_limit_hit(proc: subprocess.Popen) -> bool:
-    """Whether the worker was killed by its memory limit (the sandbox reports it; none here yet)."""
-    probe = getattr(proc, "memory_limit_hit", None)
-    return bool(probe()) if callable(probe) else False
-
-
 def execute_job(job: dict, *, timeout_s: float | None = None, env: dict | None = None, sinks=()) -> dict:
-    """Measure ``job['entry']`` in a worker subprocess and return the record.
+    """Measure ``job['entry']`` in a confined worker subprocess and return the record.
 
-    sinks: callables ``sink(split, index, name, sr_uint8)`` given every SR output of the first
-    trial after it was scored (see ``harness.running.quality``).
+    ``job['settings']`` gives ``timeout_s``, ``sandbox`` (auto|required|off) and
+    ``memory_limit_mib``. Statuses decided here: ``timeout``; ``oom`` when the memory limit
+    killed the tree (read back from the cgroup); ``crashed`` with the signal or exit code; and
+    whatever the checks of the worker's report say. sinks: callables ``sink(split, index,
+    name, sr_uint8)`` given every SR output of the first trial after it was scored.
     """
     settings = RunSettings.from_dict(job["settings"])
     timeout_s = timeout_s or settings.timeout_s or 1800.0
     name = job["entry"]
     started = time.time()
-    try:
-        splits, lr_paths, notes = open_splits(job)
-    except Exception as exc:  # a cache that cannot be read or rebuilt: the entry cannot be measured
-        return _failed(job, "run_error", f"{name}: data cache unusable: {exc}", started, "")
-    scale = next(iter(splits.values())).scale
-    quality = Quality(splits, entry=name, crop_border=settings.crop_for(scale), sinks=sinks)
     with tempfile.TemporaryDirectory(prefix="esr-job-") as tmp:
-        scratch = Path(tmp)
+        scratch = Path(tmp) / "scratch"  # the worker's one writable folder; the log stays outside it
+        scratch.mkdir()
+        try:
+            splits, lr_paths, notes = open_splits(job, scratch)
+        except Exception as exc:  # a cache that cannot be read or rebuilt: the entry cannot be measured
+            return _failed(job, "run_error", f"{name}: data cache unusable: {exc}", started, None, None)
+        scale = next(iter(splits.values())).scale
+        quality = Quality(splits, entry=name, crop_border=settings.crop_for(scale), sinks=sinks)
         to_parent_r, to_parent_w = os.pipe()
         to_worker_r, to_worker_w = os.pipe()
         worker_job = {
             "entry": name, "file": str(Path(job["file"]).resolve()),
             "zoo": str(Path(job["zoo"]).resolve()) if job.get("zoo") else None, "settings": job["settings"],
-            "lr_splits": {k: str(Path(v).resolve()) for k, v in lr_paths.items()}, "phase": job.get("phase"), "channel": {"out": to_parent_w, "in": to_worker_r},
+            "lr_splits": lr_paths, "phase": job.get("phase"), "channel": {"out": to_parent_w, "in": to_worker_r},
         }
         job_path = scratch / "job.json"
         job_path.write_text(json.dumps(worker_job))
-        log_path = scratch / "log.txt"
+        log_path = Path(tmp) / "log.txt"
         run_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        cmd = [sys.executable, "-m", "harness.running.worker", str(job_path)]
+        isolation = None
         with open(log_path, "w") as log:
             try:
-                proc = spawn_worker(job_path, scratch=scratch, log=log, env=run_env,
-                                    pass_fds=(to_parent_w, to_worker_r))
+                box = Confined(cmd, scratch=scratch, mode=settings.sandbox, memory_limit_mib=settings.memory_limit_mib,
+                               hide=hidden_folders(job), env=run_env, cwd=str(scratch), stdout=log,
+                               stderr=subprocess.STDOUT, pass_fds=(to_parent_w, to_worker_r))
+            except SandboxUnavailable as exc:
+                for fd in (to_parent_r, to_parent_w, to_worker_r, to_worker_w):
+                    os.close(fd)
+                return _failed(job, "run_error", f"{name}: {exc}", started, None, None)
             finally:
-                os.close(to_parent_w)
-                os.close(to_worker_r)
-            try:
-                session = _converse(proc, Reader(to_parent_r), to_worker_w, quality, name, timeout_s)
-                if not session["timeout"]:
-                    try:  # let it exit on its own so that its exit status is its own
-                        proc.wait(timeout=5)
-                    except subprocess.TimeoutExpired:
+                for fd in (to_parent_w, to_worker_r):
+                    try:
+                        os.close(fd)
+                    except OSError:
                         pass
+            try:
+                with box:
+                    session = _converse(box.proc, Reader(to_parent_r), to_worker_w, quality, name, timeout_s)
+                    if session["timeout"]:
+                        box.kill()
+                    else:
+                        try:  # let it exit on its own so that its exit status is its own
+                            box.wait(timeout=5)
+                        except subprocess.TimeoutExpired:
+                            box.kill()
+                    code = box.returncode
+                    oom = box.oom()
+                    isolation = box.isolation()
             finally:
-                _kill_group(proc)
                 os.close(to_parent_r)
                 os.close(to_worker_w)
-        record = _conclude(job, session, proc, quality, started, log_path, timeout_s)
+        session.update(code=code, oom=oom)
+        record = _conclude(job, session, quality, started, log_path, timeout_s, isolation)
+    record["isolation"] = isolation
     record["flags"] = list(record.get("flags") or []) + notes
     return record
 
@@ -205,42 +234,46 @@ def _safe_send(fd: int, header: dict) -> None:
         pass
 
 
-def _conclude(job, session, proc, quality, started, log_path, timeout_s) -> dict:
+def _conclude(job, session, quality, started, log_path, timeout_s, isolation) -> dict:
     name = job["entry"]
-    code = proc.returncode
+    code = session["code"]
     final = session["final"]
     if session["timeout"]:
         return _failed(job, "timeout", f"{name}: did not finish within {timeout_s:g} s (time limit); "
-                       f"raise --timeout or check for a hang", started, log_path)
+                       f"raise --timeout or check for a hang", started, log_path, isolation)
+    if session["oom"]:
+        limit = (isolation or {}).get("memory_limit_mib")
+        rec = _failed(job, "oom", f"{name}: killed by the memory limit ({limit} MiB, "
+                      f"{(isolation or {}).get('memory_mechanism')}); raise --memory-limit if the model needs more",
+                      started, log_path, isolation)
+        rec["oom"] = {"requested_bytes": None, "source": "memory limit"}
+        return rec
     if session["bad_output"]:
-        return _failed(job, "bad_output", session["bad_output"], started, log_path)
+        return _failed(job, "bad_output", session["bad_output"], started, log_path, isolation)
     if session["protocol"]:
         return _failed(job, "run_error", f"{name}: the worker broke the message protocol ({session['protocol']})",
-                       started, log_path)
+                       started, log_path, isolation)
     if final is None:
         if code is not None and code < 0:
-            sig = _signal_name(code)
-            if memory_limit_hit(proc):
-                rec = _failed(job, "oom", f"{name}: killed by the memory limit ({sig})", started, log_path)
-                rec["oom"] = {"requested_bytes": None, "source": "memory limit"}
-                return rec
-            return _failed(job, "crashed", f"{name}: worker killed by {sig}", started, log_path, signal=sig)
+            return _failed(job, "crashed", f"{name}: worker killed by {_signal_name(code)}", started, log_path,
+                           isolation)
         return _failed(job, "crashed", f"{name}: worker exited with code {code} before reporting its result",
-                       started, log_path)
+                       started, log_path, isolation)
     if final["type"] == "failure":
         try:
             status, error, extra = intake.failure(final)
         except intake.IntakeError as exc:
-            return _failed(job, "run_error", f"{name}: {exc}", started, log_path)
-        rec = _failed(job, status, error, started, log_path)
+            return _failed(job, "run_error", f"{name}: {exc}", started, log_path, isolation)
+        rec = _failed(job, status, error, started, log_path, isolation)
         rec.update(extra)
         return rec
     try:
         return assemble(job, final.get("record"), session["passes"], quality, started)
     except intake.IntakeError as exc:
-        return _failed(job, "run_error", f"{name}: the worker's record is invalid: {exc}", started, log_path)
+        return _failed(job, "run_error", f"{name}: the worker's record is invalid: {exc}", started, log_path,
+                       isolation)
     except BadOutputError as exc:
-        return _failed(job, "bad_output", str(exc), started, log_path)
+        return _failed(job, "bad_output", str(exc), started, log_path, isolation)
 
 
 def assemble(job: dict, report, passes: dict, quality: Quality, started: float) -> dict:
@@ -313,20 +346,7 @@ def _card_view(card: dict) -> dict:
     return {k: v for k, v in card.items() if k not in ("file", "source")}
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """End the worker and everything in its session."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.kill()
-    except OSError:
-        pass
-    proc.wait()
-
-
-def _failed(job: dict, status: str, error: str, started: float, log_path, **extra) -> dict:
+def _failed(job: dict, status: str, error: str, started: float, log_path, isolation, **extra) -> dict:
     try:
         tail = Path(log_path).read_text(errors="replace")[-4000:] if log_path else ""
     except OSError:
@@ -334,5 +354,5 @@ def _failed(job: dict, status: str, error: str, started: float, log_path, **extr
     return error_record(
         job["entry"], status, error, key=job.get("key"), source_hash=job.get("source_hash"), detail=tail,
         settings=job.get("settings"), data=job.get("data", {}),
-        provenance=provenance(wall_s=round(time.time() - started, 3)), **extra,
+        provenance=provenance(wall_s=round(time.time() - started, 3)), isolation=isolation, **extra,
     )

@@ -234,7 +234,7 @@ def unseen_checkpoint(job: dict, record: dict, host: str | None) -> dict | None:
     name = (record.get("card") or {}).get("checkpoint")
     if not name or record.get("status") != "untrained":
         return None
-    path = Path(name) if Path(name).is_absolute() else Path(job["zoo"]) / name
+    path = Path(job["zoo"]) / name  # the worker refused anything outside the zoo
     if not path.is_file():
         return None
     return error_record(

@@ -24,10 +24,9 @@ TERMINAL = {"ok", "untrained", "import_error", "card_error", "no_card", "build_e
             "deploy_error", "run_error", "bad_output", "timeout", "oom", "crashed"}
 MEASURED = {"ok", "untrained"}
 # Settings that do not change a measured figure but decide whether an entry fails: kept out of
-# the key, and a failure they caused is redone when they change (the memory-limit names are
-# those the sandbox may use).
-LIMIT_SETTINGS = ("timeout_s", "memory_limit_mib", "memory_limit_gib", "memory_limit")
-REDO_WHEN_CHANGED = {"timeout": ("timeout_s",), "oom": LIMIT_SETTINGS[1:], "crashed": LIMIT_SETTINGS}
+# the key (RunSettings.key_dict), and a failure they caused is redone when they change.
+REDO_WHEN_CHANGED = {"timeout": ("timeout_s",), "oom": ("memory_limit_mib",),
+                     "crashed": ("timeout_s", "memory_limit_mib")}
 
 
 def record_key(card: dict, checkpoint_sha256: str | None, data_hashes: dict, settings: dict, *,

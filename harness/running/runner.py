@@ -13,14 +13,13 @@ by a limit (timeout, memory) is redone when that limit changes, every failure wi
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.submissions.checkpoint import sha256_file
+from harness.submissions.checkpoint import LoadError, resolve_in_zoo, sha256_file
 from harness.running.records import (SCHEMA, atomic_write_json, atomic_write_text, error_record, file_sha256, is_complete,
                                      provenance, read_json, record_key, record_text, redo_reason, source_hash,
                                      text_sha256)
@@ -40,7 +39,8 @@ class RunConfig:
     data: str | None = None          # valid split: None/"builtin" or a path spec
     test: str | None = None          # optional test split
     scale: int = 4
-    entries: list[str] | None = None  # None: every entry at the run's scale
+    entries: list[str] | None = None  # None: every entry at the run's scale (heavy ones only with all_entries)
+    all_entries: bool = False
     force: bool = False
     retry_failed: bool = False       # redo every failed entry
     strict: bool = False
@@ -57,6 +57,9 @@ class Outcome:
     skipped: list[str]     # entries not at the run's scale
     reused: list[str]      # complete records kept from an earlier invocation
     measured: list[str]
+    skipped_scales: dict = field(default_factory=dict)  # entry -> the scale its card declares
+    left_out: dict = field(default_factory=dict)        # entry -> why the default job left it out
+    helper_notes: list = field(default_factory=list)    # files beside the models that are not entries
     redone: dict = field(default_factory=dict)   # entry -> why its earlier record was not kept
     notes: list = field(default_factory=list)    # data caches rebuilt and the like
 
@@ -65,26 +68,74 @@ class Outcome:
         return [r for r in self.records if r["status"] not in ("ok", "untrained")]
 
 
-def read_catalog(models: Path, timeout_s: float = 600) -> dict:
-    """Discover entries in a subprocess; a team file cannot take the parent down."""
+def read_catalog(models: Path, timeout_s: float = 600, *, sandbox: str = "auto", memory_limit_mib: int | None = None) -> dict:
+    """Discover entries in a confined subprocess, each file in its own fork with ``timeout_s``.
+
+    A team file cannot take the parent down, write anything, or stall discovery past its own
+    time limit: it becomes a problem record for that file only.
+    """
+    from harness.core.sandbox import SandboxUnavailable, run_confined
+
+    if not Path(models).is_dir():
+        raise RunError(f"models folder {models} does not exist; give --models a folder of model files")
+    files = [p for p in Path(models).glob("*.py") if not p.name.startswith("_")]
+    overall = timeout_s * max(len(files), 1) + 120  # every file may use its own limit, plus the imports
     with tempfile.TemporaryDirectory(prefix="esr-cat-") as tmp:
         out = Path(tmp) / "catalog.json"
-        proc = subprocess.Popen([sys.executable, "-m", "harness.submissions.discovery", str(models), str(out)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        kill_point("discovery")
+        cmd = [sys.executable, "-m", "harness.submissions.discovery", str(Path(models).resolve()), str(out), str(timeout_s)]
+        if kill_point("discovery", probe=True):  # test hook: die while the discovery subprocess runs
+            import threading
+
+            threading.Timer(0.2, kill_point, ("discovery",)).start()
         try:
-            stdout, stderr = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise RunError(f"discovery of {models} did not finish within {timeout_s:g} s") from None
+            proc = run_confined(cmd, scratch=tmp, timeout_s=overall, mode=sandbox, memory_limit_mib=memory_limit_mib)
+        except SandboxUnavailable as exc:
+            raise RunError(str(exc)) from None
         result = read_json(out)
     if result is None:
-        tail = (stderr or stdout).strip().splitlines()[-3:]
-        raise RunError(f"discovery of {models} crashed (exit {proc.returncode}): {' | '.join(tail)}")
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        how = "timed out" if proc.timed_out else f"exit {proc.returncode}"
+        raise RunError(f"discovery of {models} crashed ({how}): {' | '.join(tail)}")
     if "error" in result:
         raise RunError(result["error"])
+    result["isolation"] = proc.isolation
+    return checked_catalog(result)
+
+
+def checked_catalog(result: dict) -> dict:
+    """Re-check what the discovery process (which ran team code) reported: names and checkpoints.
+
+    A card that fails here was forged after discovery's own checks; it becomes a problem.
+    """
+    from harness.core.card import CardError, check_checkpoint_name, check_name
+
+    entries, seen = {}, set()
+    for name, card in result.get("entries", {}).items():
+        try:
+            check_name(name)
+            if card.get("name") != name or name.casefold() in seen:
+                raise CardError(f"field 'name' {name!r} does not match its card or repeats another name")
+            if card.get("checkpoint") is not None:
+                check_checkpoint_name(card["checkpoint"], name)
+        except CardError as exc:
+            file = str(card.get("file") or "")
+            result.setdefault("problems", []).append(
+                {"file": file, "name": Path(file).stem or "unnamed", "status": "card_error", "error": f"bad card: {exc}"})
+            continue
+        seen.add(name.casefold())
+        entries[name] = card
+    result["entries"] = entries
     return result
+
+
+def check_sandbox(settings: RunSettings) -> None:
+    """``--sandbox required`` on a machine that cannot confine: refused before anything runs."""
+    from harness.core.sandbox import SandboxUnavailable, require
+
+    try:
+        require(settings.sandbox, settings.memory_limit_mib)
+    except SandboxUnavailable as exc:
+        raise RunError(str(exc)) from None
 
 
 def select_entries(catalog: dict, wanted: list[str] | None, scale: int) -> tuple[list[str], list[str]]:
@@ -143,7 +194,10 @@ def checkpoint_hash(card: dict, zoo: Path) -> str | None:
     name = card.get("checkpoint")
     if not name:
         return None
-    path = Path(name) if Path(name).is_absolute() else Path(zoo) / name
+    try:
+        path = resolve_in_zoo(name, zoo)
+    except LoadError:
+        return "outside-zoo"  # the worker refuses it with a load_error naming the field
     return sha256_file(path) if path.is_file() else "absent"
 
 
@@ -288,10 +342,8 @@ class RunFolderGuard:
     """
 
     def __init__(self, book: RecordBook, data: dict, config: RunConfig):
-        from harness.running.execute import lr_cache_path
-
         self.book, self.data, self.config = book, data, config
-        self.caches = [Path(c) for c, _ in data.values()] + [lr_cache_path(c) for c, _ in data.values()]
+        self.caches = [Path(c) for c, _ in data.values()]
         self.stats = {p: self._stat(p) for p in self.caches}
 
     @staticmethod
@@ -320,20 +372,21 @@ class RunFolderGuard:
 
     def _rebuild(self) -> None:
         from harness.data.splits import ensure_cache, load_split
-        from harness.running.execute import lr_cache_path
 
         for split, (cache, info) in self.data.items():
             spec = None if info["spec"] == "builtin" else info["spec"]
-            data = load_split(spec, scale=self.config.scale, split=split)
-            ensure_cache(data, cache)
-            ensure_cache(data, lr_cache_path(cache), roles=("lr",))
+            ensure_cache(load_split(spec, scale=self.config.scale, split=split), cache)
 
 
 def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Outcome:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    catalog = read_catalog(config.models, timeout_s=config.settings.timeout_s)
+    check_sandbox(config.settings)
+    catalog = read_catalog(config.models, config.settings.timeout_s, sandbox=config.settings.sandbox,
+                           memory_limit_mib=config.settings.memory_limit_mib)
     names, skipped = select_entries(catalog, config.entries, config.scale)
+    left_out = {} if (config.entries or config.all_entries) else heavy_entries(catalog, names)
+    names = [n for n in names if n not in left_out]
     notes = []
     data = prepare_data(config, notes)
     jobs = build_jobs(config, catalog, names, data)
@@ -343,7 +396,7 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
         book.hashes.update(previous["records"])
     book.save_run()
 
-    problems = problem_records(catalog, config.entries)
+    problems, helper_notes = split_helpers(problem_records(catalog, config.entries), Path(config.models))
     for rec in problems:  # discovery's verdict of this run
         book.write(rec)
     reused, todo, redone = [], [], {}
@@ -384,7 +437,35 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     ordered = [r for r in ordered if r]
     write_summary(out, ordered)
     return Outcome(records=ordered, skipped=skipped, reused=reused, measured=[j["entry"] for j in todo],
-                   redone=redone, notes=notes)
+                   skipped_scales={n: catalog["entries"][n]["scale"] for n in skipped}, left_out=left_out,
+                   helper_notes=helper_notes, redone=redone, notes=notes)
+
+
+def heavy_entries(catalog: dict, names: list[str]) -> dict:
+    """Entries whose card says ``heavy``: the default job leaves them out (entry -> reason)."""
+    out = {}
+    for name in names:
+        card = catalog["entries"][name]
+        if card.get("heavy"):
+            params = (card.get("expected") or {}).get("params")
+            out[name] = "heavy: minutes on a CPU" + (f", {params / 1e6:.1f}M parameters" if params else "")
+    return out
+
+
+def split_helpers(problems: list[dict], models: Path) -> tuple[list[dict], list[str]]:
+    """A file without a card that a model file of the folder imports is a helper, not an entry:
+    it becomes a note instead of a ``no_card`` row. Every other problem stays a record."""
+    from harness.submissions.siblings import importers_of
+
+    kept, notes = [], []
+    for rec in problems:
+        users = importers_of(Path(rec.get("file") or ""), models) if rec["status"] == "no_card" else []
+        if users:
+            notes.append(f"{Path(rec['file']).name}: helper imported by {', '.join(users)}; not an entry "
+                         "(name it with a leading '_' to silence this line)")
+        else:
+            kept.append(rec)
+    return kept, notes
 
 
 def make_backend(config: RunConfig):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from harness.core.sandbox import check_memory_limit, check_mode, default_memory_limit_mib
+
 
 @dataclass
 class RunSettings:
@@ -18,6 +20,9 @@ class RunSettings:
     timeout_s: wall-clock limit of one entry's subprocess.
     modes: optional inference modes (fp16, channels_last, self_ensemble, tile, overlap);
         all off by default and recorded when on.
+    sandbox: confinement of team code, ``auto`` | ``required`` | ``off`` (harness.core.sandbox).
+    memory_limit_mib: memory limit of one entry's whole process tree (default 75 % of RAM;
+        None: no limit); exceeding it kills only that entry, recorded as ``oom``.
     """
 
     device: str = "cpu"
@@ -29,8 +34,12 @@ class RunSettings:
     timeout_s: float = 1800.0
     complexity: bool = True
     modes: dict = field(default_factory=dict)
+    sandbox: str = "auto"
+    memory_limit_mib: int | None = field(default_factory=default_memory_limit_mib)
 
     def __post_init__(self) -> None:
+        check_mode(self.sandbox)
+        self.memory_limit_mib = check_memory_limit(self.memory_limit_mib)
         if self.trials < 1:
             raise ValueError(f"trials must be at least 1, got {self.trials}")
         if self.crop_border != "scale":
@@ -48,10 +57,10 @@ class RunSettings:
         return d
 
     def key_dict(self) -> dict:
-        """The settings that change a measurement (the time and memory limits do not)."""
+        """The settings that change a measurement (timeout, sandbox and memory limit do not)."""
         d = self.to_dict()
-        for name in ("timeout_s", "memory_limit_mib", "memory_limit_gib", "memory_limit"):  # limits, not figures
-            d.pop(name, None)
+        for key in ("timeout_s", "sandbox", "memory_limit_mib"):
+            d.pop(key, None)
         return d
 
     @classmethod

@@ -4,8 +4,13 @@ The challenges' ``select_model(args, device)`` is an ``if model_id == N: ... eli
 each branch imports a class from ``models.teamNN_Name``, sets ``name, data_range``, builds the
 model with literal arguments and loads ``model_zoo/<file>.pth``, sometimes through a wrapper
 key (``torch.load(p)['params_ema']``), a ``module.`` prefix rewrite or ``strict=False``.
-A branch is understood when every statement is one of those forms; otherwise it is listed
-with the reason, and no card is written for it.
+A branch is understood statically when every statement is one of those forms (constructor
+calls chained with ``.eval()/.to(device)/.cuda()``, ``importlib.import_module`` + ``getattr``,
+checkpoint selection by ``'k' in ckpt`` tests and ``.get``, ``map_location``, ``strict=False``).
+Where static reading cannot decide, the branch is *traced*: the organizers' ``select_model`` runs
+for that id in a confined subprocess on the CPU (``harness.submissions.trace_chain``) and the card
+is written from what was actually built and loaded. Every branch says which way it was converted;
+one that still cannot be converted is listed with the reason and line, and no card is written.
 
 Cards are grouped by model file: one branch gives a flat card ``<stem>.toml``; several branches
 importing the same file give ``[[entry]]`` tables in one ``<stem>.toml``.
@@ -16,12 +21,14 @@ import ast
 import json
 import math
 import posixpath
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SCALE_KWARGS = ("upscale", "scale", "upscale_factor", "upscaling_factor", "up_scale", "upsampling", "sf")
 IGNORED_METHODS = {"eval", "train", "to", "cuda", "cpu", "half", "float", "requires_grad_", "zero_grad"}
 ZOO_FOLDERS = ("model_zoo", "./model_zoo")
+TEAM_PREFIX = re.compile(r"^team\d{2,}_")
 
 
 class NotUnderstood(Exception):
@@ -35,6 +42,9 @@ class Load:
     path: str
     state_key: str | None = None
     key_map: dict = field(default_factory=dict)
+    candidates: list = field(default_factory=list)  # 'k' in ckpt tests / .get: first key present wins
+    fallback: bool = False                          # ... else the checkpoint itself
+    notes: list = field(default_factory=list)
 
 
 @dataclass
@@ -55,6 +65,22 @@ class Branch:
     strict: bool = True
     deploy: str | None = None
     load_after_deploy: bool = False
+    team: str | None = None
+    tile: int | None = None
+    notes: list = field(default_factory=list)
+    how: str = "static"
+    load: Load | None = None
+
+
+@dataclass
+class BranchResult:
+    """How one branch was converted: ``static``, ``traced`` or ``failed`` (with the reason)."""
+
+    model_id: int | None
+    line: int
+    how: str
+    entry: str | None = None
+    reason: str = ""
 
 
 @dataclass
@@ -63,6 +89,22 @@ class Conversion:
     cards: dict = field(default_factory=dict)      # stem -> list of card dicts
     skipped: list = field(default_factory=list)    # (label, reason)
     warnings: list = field(default_factory=list)   # one line each
+    branches: list = field(default_factory=list)   # BranchResult per branch, in chain order
+
+
+@dataclass
+class _Module:
+    """The result of ``importlib.import_module('models.x')``."""
+
+    name: str
+
+
+@dataclass
+class _Class:
+    """A class (or factory) named by an import or ``getattr(module, 'Cls')``."""
+
+    module: str
+    name: str
 
 
 # --------------------------------------------------------------------------- reading the chain
@@ -78,11 +120,19 @@ def find_chain(tree: ast.Module) -> tuple[ast.If | None, list[ast.stmt], str]:
     return None, [], ""
 
 
+def _int_literal(node) -> int | None:
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, SyntaxError, TypeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _branch_id(test) -> int | None:
+    """``model_id == 3``, ``model_id == -1``, ``args.model_id == 7`` -> the integer id."""
     if (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
-            and isinstance(test.comparators[0], ast.Constant) and isinstance(test.comparators[0].value, int)
             and "model_id" in ast.unparse(test.left)):
-        return test.comparators[0].value
+        return _int_literal(test.comparators[0])
     return None
 
 
@@ -98,44 +148,94 @@ def chain_branches(first: ast.If) -> tuple[list[tuple[int | None, ast.If | None,
         return out, rest
 
 
+def branch_comment(lines: list[str], node: ast.If, body: list) -> str | None:
+    """The first comment line between ``if model_id == N:`` and the branch's first statement (the team)."""
+    first = body[0].lineno if body else node.lineno + 1
+    for ln in lines[node.lineno:first - 1]:
+        text = ln.strip()
+        if text.startswith("#"):
+            text = text.lstrip("#").strip()
+            if text:
+                return text
+    return None
+
+
+def after_chain(stmts: list, model_ids: list[int]) -> tuple[dict, list[str]]:
+    """What the code after the chain says per id: ``tile = 256 if model_id == 2 else None`` and warm-up loops."""
+    tiles: dict = {}
+    notes: list[str] = []
+    for stmt in stmts:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and ast.unparse(stmt.targets[0]) == "tile":
+            tiles = _tile_rule(stmt.value, model_ids)
+        elif isinstance(stmt, (ast.For, ast.While)) and "model(" in ast.unparse(stmt).replace(" ", ""):
+            notes.append(f"test_demo runs warm-up passes before timing (line {stmt.lineno}): "
+                         f"{ast.unparse(stmt).splitlines()[0][:60]}")
+    return tiles, notes
+
+
+def _tile_rule(value, model_ids: list[int]) -> dict:
+    if isinstance(value, ast.IfExp):
+        picked = _branch_id(value.test)
+        then, other = _int_literal(value.body), _tile_rule(value.orelse, model_ids)
+        if picked is not None:
+            return {**other, picked: then}
+        return {}
+    tile = _int_literal(value)
+    return {i: tile for i in model_ids} if tile is not None else {}
+
+
 def read_branch(model_id: int, node: ast.If, body: list, env: dict) -> Branch:
     """Interpret one branch body; raises NotUnderstood naming the statement."""
     env = dict(env, model_id=model_id)
-    imports: dict[str, tuple[str, str]] = {}
     b = Branch(model_id=model_id, line=node.lineno)
     model_var = None
     loaded = False
+    if not body or all(isinstance(s, ast.Pass) for s in body):
+        raise NotUnderstood(f"line {node.lineno}: the branch builds no model (pass)")
     for stmt in body:
         if isinstance(stmt, ast.ImportFrom):
             for alias in stmt.names:
-                imports[alias.asname or alias.name] = (stmt.module or "", alias.name)
+                env[alias.asname or alias.name] = _Class(stmt.module or "", alias.name)
         elif isinstance(stmt, ast.Import):
             continue
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
             continue  # docstring-like comment string
-        elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
-            target, value = stmt.targets[0], stmt.value
-            if isinstance(value, ast.Call) and _callee(value) in imports:
+        elif isinstance(stmt, (ast.Assign, ast.AnnAssign)) and (isinstance(stmt, ast.AnnAssign) or len(stmt.targets) == 1):
+            target = stmt.target if isinstance(stmt, ast.AnnAssign) else stmt.targets[0]
+            value = stmt.value
+            ctor = _constructor(value, env)
+            if ctor is not None:
                 if not isinstance(target, ast.Name):
                     raise NotUnderstood(f"line {stmt.lineno}: the model is assigned to {ast.unparse(target)}")
-                b.module, b.class_name = imports[_callee(value)]
-                b.args = [_literal(a, env, stmt) for a in value.args]
+                cls, call = ctor
+                b.module, b.class_name = cls.module, cls.name
+                b.args = [_literal(a, env, stmt) for a in call.args]
                 b.kwargs = {}
-                for kw in value.keywords:
+                for kw in call.keywords:
                     if kw.arg is None:
                         raise NotUnderstood(f"line {stmt.lineno}: constructor called with **{ast.unparse(kw.value)}")
                     b.kwargs[kw.arg] = _literal(kw.value, env, stmt)
                 model_var = target.id
+            elif model_var and isinstance(target, ast.Name) and target.id == model_var and _is_model_chain(value, model_var):
+                continue  # model = model.cuda() / model.to(device) / model.eval()
             elif isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
                 for t, v in zip(target.elts, value.elts):
                     _assign(t, v, env, stmt)
             else:
                 _assign(target, value, env, stmt)
         elif isinstance(stmt, ast.For):
+            if model_var and _modules_deploy(stmt, model_var):
+                b.deploy, b.load_after_deploy = f"modules:{_modules_deploy(stmt, model_var)}", not loaded
+                continue
             _for_rename(stmt, env)
+        elif isinstance(stmt, ast.If):
+            _select_by_key(stmt, env)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
             call = stmt.value
             func = call.func
+            while (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call)
+                   and isinstance(func.value.func, ast.Attribute) and func.attr in IGNORED_METHODS):
+                call, func = func.value, func.value.func  # model.load_state_dict(...).eval() is rare; unwrap
             if not isinstance(func, ast.Attribute) or not isinstance(func.value, ast.Name):
                 if _callee(call) == "print":
                     continue
@@ -152,6 +252,7 @@ def read_branch(model_id: int, node: ast.If, body: list, env: dict) -> Branch:
                     raise NotUnderstood(f"line {stmt.lineno}: cannot follow the state dict {ast.unparse(call.args[0])}")
                 b.checkpoint = _zoo_relative(state.path)
                 b.state_key, b.key_map = state.state_key, dict(state.key_map)
+                b.load = state
                 for kw in call.keywords:
                     if kw.arg == "strict":
                         b.strict = bool(_literal(kw.value, env, stmt))
@@ -163,19 +264,103 @@ def read_branch(model_id: int, node: ast.If, body: list, env: dict) -> Branch:
             elif not call.args and not call.keywords:
                 b.deploy, b.load_after_deploy = func.attr, not loaded
             else:
-                raise NotUnderstood(f"line {stmt.lineno}: {ast.unparse(stmt)[:60]}")
+                raise NotUnderstood(f"line {stmt.lineno}: {ast.unparse(stmt)[:60]} (a custom loader; "
+                                    f"static reading cannot tell which weights it loads)")
         elif isinstance(stmt, (ast.Pass,)):
             continue
         else:
             raise NotUnderstood(f"line {stmt.lineno}: {type(stmt).__name__} {ast.unparse(stmt)[:60]}")
     if b.class_name is None:
-        raise NotUnderstood("no model constructed from an imported class")
+        raise NotUnderstood(f"line {node.lineno}: no model constructed from an imported class")
     b.name = env.get("name") if isinstance(env.get("name"), str) else None
     dr = env.get("data_range")
     b.data_range = float(dr) if isinstance(dr, (int, float)) else None
     if b.data_range not in (1.0, 255.0):
         raise NotUnderstood(f"data_range is {env.get('data_range')!r}, not 1.0 or 255.0")
     return b
+
+
+def _constructor(value, env: dict):
+    """``Cls(...)``, ``Cls(...).eval().to(device)``, ``getattr(mod, 'Cls')(...)`` -> (_Class, the call)."""
+    node = value
+    while (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in IGNORED_METHODS
+           and isinstance(node.func.value, ast.Call)):
+        node = node.func.value
+    if not isinstance(node, ast.Call):
+        return None
+    func = node.func
+    if isinstance(func, ast.Name) and isinstance(env.get(func.id), _Class):
+        return env[func.id], node
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and isinstance(env.get(func.value.id), _Module):
+        return _Class(env[func.value.id].name, func.attr), node
+    if (isinstance(func, ast.Call) and _callee(func) == "getattr" and len(func.args) >= 2
+            and isinstance(func.args[0], ast.Name) and isinstance(env.get(func.args[0].id), _Module)):
+        attr = _expr(func.args[1], env, value)
+        if isinstance(attr, str):
+            return _Class(env[func.args[0].id].name, attr), node
+    return None
+
+
+def _is_model_chain(value, model_var: str) -> bool:
+    """``model.cuda()``, ``model.to(device).eval()``: the same model, moved or switched to eval."""
+    node = value
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in IGNORED_METHODS:
+        node = node.func.value
+    return isinstance(node, ast.Name) and node.id == model_var and node is not value
+
+
+def _modules_deploy(stmt: ast.For, model_var: str) -> str | None:
+    """``for m in model.modules(): if hasattr(m, 'X'): m.X()`` -> ``X``."""
+    if not (isinstance(stmt.target, ast.Name) and ast.unparse(stmt.iter) == f"{model_var}.modules()"
+            and len(stmt.body) == 1 and isinstance(stmt.body[0], ast.If) and not stmt.body[0].orelse):
+        return None
+    test, inner = stmt.body[0].test, stmt.body[0].body
+    var = stmt.target.id
+    if (isinstance(test, ast.Call) and _callee(test) == "hasattr" and len(test.args) == 2
+            and ast.unparse(test.args[0]) == var and isinstance(test.args[1], ast.Constant)
+            and len(inner) == 1 and isinstance(inner[0], ast.Expr)
+            and ast.unparse(inner[0].value) == f"{var}.{test.args[1].value}()"):
+        return test.args[1].value
+    return None
+
+
+def _select_by_key(stmt: ast.If, env: dict) -> None:
+    """``if 'params_ema' in ckpt: sd = ckpt['params_ema'] elif 'params' in ckpt: ... else: sd = ckpt``.
+
+    The branch taken depends on the checkpoint's keys: the result is a Load whose ``state_key``
+    is the first listed key that the checkpoint holds (``candidates``), resolved when the card
+    is written by reading the checkpoint's keys (never its code).
+    """
+    candidates, target, base, node = [], None, None, stmt
+    while True:
+        test = node.test
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.In)
+                and isinstance(test.left, ast.Constant) and isinstance(test.left.value, str)):
+            raise NotUnderstood(f"line {node.lineno}: if {ast.unparse(test)[:50]} (only 'key' in checkpoint tests are read)")
+        src = _expr(test.comparators[0], env, node)
+        if not isinstance(src, Load) or len(node.body) != 1 or not isinstance(node.body[0], ast.Assign):
+            raise NotUnderstood(f"line {node.lineno}: if {ast.unparse(test)[:50]} does not select a checkpoint key")
+        tgt = ast.unparse(node.body[0].targets[0])
+        got = _expr(node.body[0].value, env, node.body[0])
+        if not isinstance(got, Load) or got.state_key != test.left.value or (target and tgt != target):
+            raise NotUnderstood(f"line {node.lineno}: branch of {ast.unparse(test)[:50]} does not assign "
+                                f"{ast.unparse(test.comparators[0])}[{test.left.value!r}]")
+        target, base = tgt, src
+        candidates.append(test.left.value)
+        if len(node.orelse) == 1 and isinstance(node.orelse[0], ast.If):
+            node = node.orelse[0]
+            continue
+        break
+    if node.orelse:
+        if not (len(node.orelse) == 1 and isinstance(node.orelse[0], ast.Assign)
+                and ast.unparse(node.orelse[0].targets[0]) == target
+                and _expr(node.orelse[0].value, env, node.orelse[0]) is base):
+            raise NotUnderstood(f"line {node.orelse[0].lineno}: else branch of a checkpoint-key test")
+        fallback = True
+    else:  # no else: the variable keeps its value, which must be the checkpoint itself
+        fallback = env.get(target) is base
+    env[target] = Load(path=base.path, candidates=candidates, fallback=fallback,
+                       notes=[f"test_demo picks the first of {candidates} that the checkpoint holds"])
 
 
 def _callee(call: ast.Call) -> str:
@@ -240,8 +425,22 @@ def _expr(node, env: dict, stmt):
                 raise NotUnderstood(f"line {stmt.lineno}: torch.load of {ast.unparse(node.args[0]) if node.args else '?'}"
                                     f" (not a literal path)")
             return Load(path=path)
+        if callee in ("importlib.import_module", "import_module") and len(node.args) == 1:
+            mod = _expr(node.args[0], env, stmt)
+            if not isinstance(mod, str) or "{" in mod:
+                raise NotUnderstood(f"line {stmt.lineno}: import_module of {ast.unparse(node.args[0])} (not a literal name)")
+            return _Module(mod)
         if callee in ("OrderedDict", "collections.OrderedDict", "dict") and not node.args:
             return {}
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "get" and node.args:
+            base = _expr(node.func.value, env, stmt)
+            key = _expr(node.args[0], env, stmt)
+            if isinstance(base, Load) and isinstance(key, str) and not (base.state_key or base.key_map or base.candidates):
+                default = _expr(node.args[1], env, stmt) if len(node.args) > 1 else None
+                if default is not None and default is not base:
+                    raise NotUnderstood(f"line {stmt.lineno}: {ast.unparse(node)[:60]} falls back to something else")
+                return Load(path=base.path, candidates=[key], fallback=default is base,
+                            notes=[f"test_demo takes {key!r} from the checkpoint when it holds it"])
         if callee.endswith(".items") or callee.endswith(".keys"):
             return _Opaque(callee)
         return _Opaque(ast.unparse(node))
@@ -249,7 +448,7 @@ def _expr(node, env: dict, stmt):
         base = _expr(node.value, env, stmt)
         key = _expr(node.slice, env, stmt)
         if isinstance(base, Load) and isinstance(key, str):
-            if base.state_key or base.key_map:
+            if base.state_key or base.key_map or base.candidates:
                 raise NotUnderstood(f"line {stmt.lineno}: nested wrapper {ast.unparse(node)}")
             return Load(path=base.path, state_key=key)
         raise NotUnderstood(f"line {stmt.lineno}: cannot follow {ast.unparse(node)}")
@@ -313,7 +512,8 @@ def _dictcomp(node: ast.DictComp, env: dict, stmt) -> Load:
     rewrite = _key_rewrite(node.key, key_var)
     if rewrite is None:
         raise NotUnderstood(f"line {stmt.lineno}: key rewrite {ast.unparse(node.key)}")
-    return Load(path=base.path, state_key=base.state_key, key_map={**base.key_map, **rewrite})
+    return Load(path=base.path, state_key=base.state_key, key_map={**base.key_map, **rewrite},
+                candidates=base.candidates, fallback=base.fallback, notes=base.notes)
 
 
 def _for_rename(stmt: ast.For, env: dict) -> None:
@@ -336,7 +536,8 @@ def _for_rename(stmt: ast.For, env: dict) -> None:
             if rewrite is None:
                 raise NotUnderstood(f"line {inner.lineno}: key rewrite {ast.unparse(key_node)}")
             env[inner.targets[0].value.id] = Load(path=base.path, state_key=base.state_key,
-                                                  key_map={**base.key_map, **rewrite})
+                                                  key_map={**base.key_map, **rewrite}, candidates=base.candidates,
+                                                  fallback=base.fallback, notes=base.notes)
             continue
         raise NotUnderstood(f"line {inner.lineno}: loop body {ast.unparse(inner)[:60]}")
 
@@ -353,17 +554,63 @@ def _zoo_relative(path: str) -> str:
 
 # --------------------------------------------------------------------------- cards
 
-def model_stem(module: str) -> str:
-    """``models.team00_RLFN`` -> ``team00_RLFN``; anything else cannot be a single model file."""
+def model_stem(module: str) -> tuple[str, str | None]:
+    """``models.team00_RLFN`` -> (``team00_RLFN``, None); ``models.team05_x.arch`` -> (``team05_x``, ``team05_x.arch``).
+
+    The stem names the submission (a file ``models/<stem>.py`` or a package folder ``models/<stem>/``);
+    the second value is the module inside the package that holds the class (the card's ``module``).
+    """
     parts = module.split(".")
-    if len(parts) == 2 and parts[0] == "models":
-        return parts[1]
-    if len(parts) == 1 and parts[0]:
-        return parts[0]
-    raise NotUnderstood(f"class imported from {module!r}: the harness loads single files models/<stem>.py")
+    if parts and parts[0] == "models":
+        parts = parts[1:]
+    if not parts or not all(p.isidentifier() for p in parts):
+        raise NotUnderstood(f"class imported from {module!r}: not a module under models/")
+    return parts[0], (".".join(parts) if len(parts) > 1 else None)
 
 
-def branch_card(b: Branch, stem: str, default_scale: int) -> tuple[dict, list[str]]:
+def entry_name(stem: str, model_id: int, shared: bool, only_baseline: bool = False) -> str:
+    """Entry names keep the team prefix: ``team26_Foo``; a team using an organizer file gets ``teamNN_<stem>``."""
+    if TEAM_PREFIX.match(stem):
+        return f"{stem}_id{model_id:02d}" if shared else stem
+    if model_id > 0:
+        return f"team{model_id:02d}_{stem}"
+    return stem if (not shared or only_baseline) else f"{stem}_id{model_id:02d}".replace("-", "m")
+
+
+def team_of(comment: str | None) -> tuple[str | None, str | None]:
+    """(team, other comment): a branch comment names the team when it is short or says 'Team'."""
+    if not comment:
+        return None, None
+    if len(comment.split()) <= 4 or comment.lower().endswith("team"):
+        return comment, None
+    return None, comment
+
+
+def resolve_candidates(load: Load, zoo: Path | None) -> tuple[str | None, list[str]]:
+    """The key a ``'k' in ckpt`` / ``.get`` selection picks, read from the checkpoint's keys (weights only)."""
+    if not load.candidates:
+        return load.state_key, []
+    ckpt = (zoo / _zoo_relative(load.path)) if zoo else None
+    keys = None
+    if ckpt is not None and ckpt.is_file():
+        try:
+            import torch
+
+            obj = torch.load(str(ckpt), map_location="cpu", weights_only=True, mmap=True)
+            keys = set(obj) if isinstance(obj, dict) else None
+        except Exception:  # a checkpoint that torch cannot read safely: leave the choice to the load step
+            keys = None
+    if keys is None:
+        return None, [f"test_demo picks the first of {load.candidates} that the checkpoint holds; "
+                      f"the checkpoint could not be read here, so the harness's default unwrapping applies"]
+    picked = next((k for k in load.candidates if k in keys), None)
+    if picked is None and not load.fallback:
+        raise NotUnderstood(f"the checkpoint {load.path} holds none of {load.candidates}")
+    return picked, [f"test_demo picks the first of {load.candidates} that the checkpoint holds: "
+                    f"{picked if picked else 'none, the whole checkpoint'}"]
+
+
+def branch_card(b: Branch, stem: str, default_scale: int, module: str | None = None) -> tuple[dict, list[str]]:
     """The sidecar fields of one branch and warnings about it."""
     warnings = []
     scale = next((b.kwargs[k] for k in SCALE_KWARGS if isinstance(b.kwargs.get(k), int)), None)
@@ -371,6 +618,8 @@ def branch_card(b: Branch, stem: str, default_scale: int) -> tuple[dict, list[st
         scale = default_scale
         warnings.append(f"model_id {b.model_id} ({stem}): no scale argument; assumed scale {default_scale}")
     card = {"class": b.class_name, "scale": int(scale), "input_range": float(b.data_range)}
+    if module:
+        card["module"] = module
     if b.args:
         card["args"] = b.args
     if b.kwargs:
@@ -385,7 +634,13 @@ def branch_card(b: Branch, stem: str, default_scale: int) -> tuple[dict, list[st
         card["deploy"] = b.deploy
         if b.load_after_deploy:
             card["load_after_deploy"] = True
-    notes = [f"converted from test_demo.py model_id {b.model_id}" + (f" ({b.name})" if b.name else "")]
+    if b.team:
+        card["team"] = b.team
+    notes = [f"converted from test_demo.py model_id {b.model_id}" + (f" ({b.name})" if b.name else "")
+             + (" by tracing select_model" if b.how == "traced" else "")]
+    notes.extend(b.notes)
+    if b.tile:
+        notes.append(f"test_demo runs it tile by tile (tile {b.tile}); the harness runs whole images unless --tile")
     if not b.checkpoint:
         notes.append("the branch loads no checkpoint")
         warnings.append(f"model_id {b.model_id} ({stem}): loads no checkpoint; measured untrained")
@@ -398,10 +653,19 @@ def branch_card(b: Branch, stem: str, default_scale: int) -> tuple[dict, list[st
     return card, warnings
 
 
-def convert(path: str | Path, *, scale: int = 4) -> Conversion:
-    """Read ``test_demo.py`` and return the cards it implies, grouped by model-file stem."""
+def convert(path: str | Path, *, scale: int = 4, trace: bool = False, zoo: str | Path | None = None,
+            timeout: float = 300.0) -> Conversion:
+    """Read ``test_demo.py`` and return the cards it implies, grouped by submission stem.
+
+    With ``trace=True`` a branch that static reading cannot decide is traced in a confined
+    subprocess (this runs the organizers' and the team's code); ``zoo`` is the checkpoint folder
+    (default ``model_zoo`` beside ``test_demo.py``).
+    """
     path = Path(path)
-    tree = ast.parse(path.read_text(), filename=str(path))
+    text = path.read_text()
+    tree = ast.parse(text, filename=str(path))
+    lines = text.splitlines()
+    zoo_dir = Path(zoo) if zoo else path.parent / "model_zoo"
     conv = Conversion(source=str(path))
     first, before, _ = find_chain(tree)
     if first is None:
@@ -415,29 +679,82 @@ def convert(path: str | Path, *, scale: int = 4) -> Conversion:
             except ValueError:
                 continue
     branches, _ = chain_branches(first)
-    by_stem: dict[str, list[tuple[Branch, dict]]] = {}
+    scope = next((f.body for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "select_model"), [])
+    after = scope[scope.index(first) + 1:] if first in scope else []
+    tiles, loop_notes = after_chain(after, [m for m, _, _ in branches if m is not None])
+    done: list[tuple[Branch, str, str | None, dict]] = []
     for model_id, node, body in branches:
         label = f"model_id {model_id} (line {node.lineno})"
+        team = branch_comment(lines, node, body)
         try:
-            b = read_branch(model_id, node, body, env)
-            stem = model_stem(b.module)
-            card, warnings = branch_card(b, stem, scale)
+            try:
+                b = read_branch(model_id, node, body, env)
+                if b.load is not None and b.load.candidates:
+                    b.state_key, notes = resolve_candidates(b.load, zoo_dir)
+                    b.notes.extend(notes)
+            except NotUnderstood as static_exc:
+                if not trace or (body and all(isinstance(s, ast.Pass) for s in body)):
+                    raise
+                b = traced_branch(path, model_id, node, static_exc, timeout=timeout)
+            b.team, other = team_of(team)
+            if other:
+                b.notes.insert(0, f"test_demo comment: {other}")
+            b.tile = tiles.get(model_id)
+            b.notes.extend(loop_notes)
+            stem, module = model_stem(b.module)
+            card, warnings = branch_card(b, stem, scale, module)
         except NotUnderstood as exc:
             conv.skipped.append((label, str(exc)))
+            conv.branches.append(BranchResult(model_id, node.lineno, "failed", reason=str(exc)))
             continue
         conv.warnings.extend(warnings)
+        done.append((b, stem, module, card))
+    by_stem: dict[str, list] = {}
+    for b, stem, module, card in done:
         by_stem.setdefault(stem, []).append((b, card))
     for stem, items in by_stem.items():
-        if len(items) == 1:
-            conv.cards[stem] = [dict(items[0][1], name=stem)]
-        else:
-            conv.cards[stem] = [dict(card, name=f"{stem}_id{b.model_id:02d}") for b, card in items]
+        shared = len(items) > 1
+        cards = []
+        baselines = sum(b.model_id <= 0 for b, _ in items)
+        for b, card in items:
+            name = entry_name(stem, b.model_id, shared, only_baseline=baselines == 1)
+            cards.append(dict(card, name=name))
+            conv.branches.append(BranchResult(b.model_id, b.line, b.how, entry=name))
+        conv.cards[stem] = cards
+    conv.branches.sort(key=lambda r: r.line)
     return conv
+
+
+def traced_branch(path: Path, model_id: int, node, static_exc: Exception, *, timeout: float) -> Branch:
+    """Run the organizers' ``select_model`` for ``model_id`` confined, and read the card from what it built."""
+    from harness.submissions.trace_chain import TraceError, trace
+
+    try:
+        got = trace(path, model_id, timeout=timeout)
+    except TraceError as exc:
+        raise NotUnderstood(f"static: {static_exc}; traced: {exc}") from None
+    b = Branch(model_id=model_id, line=node.lineno, how="traced")
+    b.module, b.class_name = got["module"], got["class"]
+    b.args, b.kwargs = got.get("args", []), got.get("kwargs", {})
+    b.name, b.data_range = got.get("name"), got.get("data_range")
+    if b.data_range not in (1.0, 255.0):
+        raise NotUnderstood(f"traced: data_range is {b.data_range!r}, not 1.0 or 255.0")
+    b.data_range = float(b.data_range)
+    load = got.get("load") or {}
+    if load:
+        b.checkpoint = _zoo_relative(load["path"])
+        b.state_key = load.get("state_key")
+        b.key_map = load.get("key_map") or {}
+        b.strict = bool(load.get("strict", True))
+    b.notes = [f"static reading stopped at {static_exc}"] + list(got.get("notes", []))
+    if got.get("changed_after_load"):
+        raise NotUnderstood(f"traced: {got['changed_after_load']}")
+    return b
 
 
 def card_toml(cards: list[dict]) -> str:
     """TOML text of one sidecar: a flat card, or ``[[entry]]`` tables for several."""
-    order = ("name", "class", "args", "kwargs", "scale", "input_range", "checkpoint", "state_key", "key_map",
+    order = ("name", "team", "class", "module", "args", "kwargs", "scale", "input_range", "checkpoint", "state_key", "key_map",
              "deploy", "load_after_deploy", "notes")
 
     def body(card):

@@ -43,14 +43,26 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def resolve_in_zoo(name: str, zoo_dir: str | Path | None, entry: str = "") -> Path:
+    """``zoo/name``, refused unless it resolves (symbolic links followed) inside the zoo."""
+    label = f"{entry}: " if entry else ""
+    zoo = Path(zoo_dir or "model_zoo").resolve()
+    path = Path(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise LoadError(f"{label}field 'checkpoint' {name!r} must be a path inside the zoo folder {zoo} "
+                        f"(relative, without '..')")
+    full = (zoo / path).resolve()
+    if full != zoo and zoo not in full.parents:
+        raise LoadError(f"{label}field 'checkpoint' {name!r} resolves to {full}, outside the zoo folder {zoo} "
+                        f"(a symbolic link out of the zoo?); copy the file into the zoo")
+    return zoo / path
+
+
 def checkpoint_path(entry, zoo_dir: str | Path | None) -> Path | None:
-    """Where the entry's checkpoint should be, or None when it declares none."""
+    """Where the entry's checkpoint should be, or None when it declares none; outside the zoo: LoadError."""
     if not entry.checkpoint:
         return None
-    path = Path(entry.checkpoint)
-    if path.is_absolute():
-        return path
-    return Path(zoo_dir or "model_zoo") / path
+    return resolve_in_zoo(entry.checkpoint, zoo_dir, entry.name)
 
 
 def read_checkpoint(path: str | Path, name: str = ""):

@@ -34,6 +34,7 @@ except ModuleNotFoundError:  # Python 3.10
 SIDECAR_FIELDS = {
     "name", "class", "model", "args", "kwargs", "scale", "input_range", "checkpoint", "sha256",
     "state_key", "key_map", "deploy", "load_after_deploy", "requirements", "notes", "paper", "expected",
+    "team",
 }
 TEAM_FILE = re.compile(r"^team(\d{2,})_([A-Za-z0-9][A-Za-z0-9_]*)$")
 
@@ -131,10 +132,20 @@ def _sidecar_entry(path: Path, module, data: dict) -> Entry:
 
 
 def resolve_class(module, class_name: str, file_name: str):
-    obj = getattr(module, class_name, None)
-    if obj is None or not callable(obj):
-        classes = [n for n, v in vars(module).items() if inspect.isclass(v) and v.__module__ == module.__name__]
-        raise CardError(f"{file_name}: no class {class_name!r}; classes defined there: {classes}")
+    """The ``nn.Module`` subclass called ``class_name`` that the file defines or imports.
+
+    Never a function, a module attribute path or a builtin: ``class = "os.system"`` or
+    ``class = "system"`` (after ``from os import system``) is a card error, not a call.
+    """
+    import torch
+
+    obj = getattr(module, class_name, None) if isinstance(class_name, str) and class_name.isidentifier() else None
+    if obj is None or not inspect.isclass(obj) or not issubclass(obj, torch.nn.Module):
+        classes = [n for n, v in vars(module).items()
+                   if inspect.isclass(v) and issubclass(v, torch.nn.Module) and v.__module__ == module.__name__]
+        what = (f"{class_name!r} is not an nn.Module subclass" if obj is not None
+                else f"no class {class_name!r}")
+        raise CardError(f"{file_name}: field 'class': {what}; classes defined there: {classes}")
     return obj
 
 
@@ -202,8 +213,9 @@ def discover(models_dir: str | Path, *, infer: bool = True) -> Catalog:
         if problem:
             catalog.problems.append(problem)
         for entry in entries:
-            if entry.name in catalog.entries:
-                other = catalog.entries[entry.name].file
+            clash = [n for n in catalog.entries if n.casefold() == entry.name.casefold()]
+            if clash:
+                other = catalog.entries[clash[0]].file
                 raise DiscoveryError(
                     f"duplicate entry name {entry.name!r} in {Path(other).name} and {path.name}; "
                     f"known entries: {', '.join(catalog.names())}"
@@ -239,11 +251,96 @@ def catalog_to_json(catalog: Catalog) -> dict:
     }
 
 
-if __name__ == "__main__":  # python -m harness.submissions.discovery MODELS_DIR OUT.json (model files may print)
+def discover_isolated(models_dir: str | Path, out_dir: str | Path, *, timeout_s: float = 600.0) -> dict:
+    """The catalog JSON of ``models_dir``, importing each file in its own forked process.
+
+    Runs in the (confined) discovery subprocess: this process imports torch once, then forks
+    one child per model file. A file that hangs past ``timeout_s``, exits (``os._exit``,
+    ``sys.exit``), crashes, changes the working directory or patches the harness at import
+    affects only its own child: it becomes an ``import_error`` problem and every other file is
+    read as if it were alone. ``out_dir`` holds one result file per child.
+    """
+    import json
+    import os
+    import signal
+    import time
+
+    folder = Path(models_dir).resolve()
+    if not folder.is_dir():
+        raise DiscoveryError(f"models folder {models_dir} does not exist")
+    try:  # imported once here, so each child starts with them loaded
+        import numpy  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+    result = {"folder": str(models_dir), "entries": {}, "problems": [], "inferred": []}
+    seen: dict[str, str] = {}  # case-folded name -> file
+    for index, path in enumerate(p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")):
+        out = Path(out_dir) / f"file-{index}.json"
+        out.unlink(missing_ok=True)
+        pid = os.fork()
+        if pid == 0:  # the child: import one file, write what it declares, leave without cleanup
+            code = 0
+            try:
+                entries, problem = entries_of_file(path)
+                data = {"entries": [e.to_dict() for e in entries], "problem": vars(problem) if problem else None}
+                with open(out, "w") as fh:
+                    json.dump(data, fh)
+            except BaseException:
+                code = 1
+            os._exit(code)
+        deadline = time.monotonic() + timeout_s
+        status = None
+        while status is None:
+            done, wait_status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = wait_status
+            elif time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                status = "timeout"
+            else:
+                time.sleep(0.01)
+        data = None
+        if status != "timeout":
+            try:
+                data = json.loads(out.read_text())
+            except (OSError, ValueError):
+                data = None
+        if data is None:
+            if status == "timeout":
+                why = f"did not finish within {timeout_s:g} s (time limit of the run; a hang at import?)"
+            else:
+                code = os.waitstatus_to_exitcode(status)
+                why = (f"ended the process at import (killed by signal {-code})" if code < 0 else
+                       f"ended the process at import (exit code {code}: os._exit or sys.exit in the file?)")
+            data = {"entries": [], "problem": vars(Problem(str(path), path.stem, "import_error",
+                                                           f"{path.stem}: import of {path.name} {why}"))}
+        if data["problem"]:
+            result["problems"].append(data["problem"])
+        for card in data["entries"]:
+            name = card["name"]
+            other = seen.get(name.casefold())
+            if other is not None:
+                same = "duplicate" if name in result["entries"] else "duplicate (ignoring case)"
+                raise DiscoveryError(
+                    f"{same} entry name {name!r} in {Path(other).name} and {path.name}; "
+                    f"known entries: {', '.join(sorted(result['entries']))}"
+                )
+            seen[name.casefold()] = str(path)
+            result["entries"][name] = card
+            if card.get("source") == "inferred":
+                result["inferred"].append(name)
+    result["entries"] = dict(sorted(result["entries"].items()))
+    return result
+
+
+if __name__ == "__main__":  # python -m harness.submissions.discovery MODELS_DIR OUT.json [TIMEOUT_S] (model files may print)
     import json
 
     try:
-        result, code = catalog_to_json(discover(sys.argv[1])), 0
+        timeout = float(sys.argv[3]) if len(sys.argv) > 3 else 600.0
+        result, code = discover_isolated(sys.argv[1], Path(sys.argv[2]).parent, timeout_s=timeout), 0
     except (DiscoveryError, CardError) as exc:
         result, code = {"error": str(exc)}, 3
     with open(sys.argv[2], "w") as fh:
