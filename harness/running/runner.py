@@ -390,6 +390,7 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     notes = []
     data = prepare_data(config, notes)
     jobs = build_jobs(config, catalog, names, data)
+    (out / "records").mkdir(exist_ok=True)  # exists before the first worker starts: hidden from it
     previous = read_json(out / "run.json") or {}
     book = RecordBook(out, run_document(config, catalog, names, skipped, data))
     if isinstance(previous.get("records"), dict):
