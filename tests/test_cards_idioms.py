@@ -323,11 +323,34 @@ def test_shared_ntire_chains_convert_without_failures():
         pytest.skip("../shared/submissions is absent")
     c22 = convert(shared / "ntire2022" / "test_demo.py")
     failed = sorted(r.model_id for r in c22.branches if r.how == "failed")
-    assert failed == [7, 21, 32, 41]  # `pass` branches: no code was submitted
+    assert failed == [7, 21, 32, 34, 41]  # `pass` branches (no code was submitted); 34 builds through a factory
     names = {c["name"] for cards in c22.cards.values() for c in cards}
-    assert len(names) == 42 and {"imdn_baseline", "rfdn_baseline", "team26_imdn_baseline"} <= names
+    assert len(names) == 41 and {"imdn_baseline", "rfdn_baseline", "team26_imdn_baseline"} <= names
     assert cards_by_name(c22)["team09_imdtn"]["module"] == "team09_imdtn.architecture"
     c25 = convert(shared / "ntire2025" / "test_demo.py")
     failed = {r.model_id: r.reason for r in c25.branches if r.how == "failed"}
     assert sorted(failed) == [1, 40]  # `pass`, and a custom loader that only a trace can read
     assert cards_by_name(c25)["team24_SPANF"]["kwargs"] == {"upscale": 4, "feature_channels": 32}
+
+
+def test_shared_factory_branch_is_traced(tmp_path):
+    """NTIRE 2022 team 34 builds through ``make_model(1)``: the trace names the class and its argument."""
+    import shutil
+
+    from conftest import shared_dir
+
+    src = shared_dir() / "submissions" / "ntire2022"
+    if not (src / "test_demo.py").is_file():
+        pytest.skip("../shared/submissions is absent")
+    root = tmp_path / "ntire2022"
+    (root / "models").mkdir(parents=True)
+    shutil.copy(src / "test_demo.py", root)
+    shutil.copytree(src / "utils", root / "utils")
+    shutil.copy(src / "models" / "team34_esan.py", root / "models")
+    (root / "model_zoo").symlink_to(src / "model_zoo")
+    from harness.submissions.trace_chain import trace
+
+    got = trace(root / "test_demo.py", 34, timeout=120)
+    assert (got["module"], got["class"], got["args"], got["kwargs"]) == ("models.team34_esan", "ESAN", [], {"level": 1})
+    assert got["load"] == {"path": "model_zoo/team34_esan.pt", "state_key": None, "key_map": {}, "strict": True}
+    assert got["stubs"] == ["utils.utils_logger", "utils.utils_image"]

@@ -128,19 +128,7 @@ def test_join_by_team_name():
     assert join_team("Nobody", teams) is None
 
 
-@pytest.fixture
-def tiny_data(tmp_path) -> str:
-    import numpy as np
-    from PIL import Image
-
-    folder = tmp_path / "hr"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "0001.png")
-    return str(folder)
-
-
-def test_replay_against_a_published_table_and_the_organizers_counters(challenge, tmp_path, tiny_data):
+def test_replay_against_a_published_table_and_the_organizers_counters(challenge, tmp_path):
     params = 3 * 8 * 9 + 8 + 8 * 48 * 9 + 48
     table = published_csv(tmp_path / "published.csv", [
         {"team": "Alpha", "params_m": f"{params / 1e6:.3f}", "flops_g": "9.99", "acts_m": "3.67", "conv": "2"},
@@ -150,7 +138,7 @@ def test_replay_against_a_published_table_and_the_organizers_counters(challenge,
         {"team": "Gamma", "params_m": "0.100", "flops_g": "1.00", "acts_m": "1.00", "conv": "1"},
     ])
     out = tmp_path / "out"
-    result = replay(challenge, out, published=table, oracle=True, python=sys.executable, data=tiny_data,
+    result = replay(challenge, out, published=table, oracle=True, python=sys.executable, 
                     log=lambda m: None)
     rows = {r.team: r for r in result["rows"]}
     alpha = rows["Alpha"]
@@ -185,3 +173,15 @@ def test_oracle_comparison_explains_each_difference():
     row = Row(team="t", ours={"params": 11, "flops": 100, "acts": 5, "conv": 2})
     compare_oracle(row, {"params": 10, "macs": 100, "activations": 5, "conv": 2}, "macs")
     assert row.why == "ours wrong: params ours 11 vs 10"
+
+
+def test_official_artefacts_keep_the_corrected_figure():
+    from harness.running.replay import Row, note_artefacts
+
+    row = Row(team="t", ours={"params": 10, "flops": 1_590_000_000, "acts": 5, "conv": 2})
+    note_artefacts(row, {"macs_corrected": 9_110_000_000, "artefacts": [
+        {"op": "prim::PythonOp.FastOp", "calls": 4, "hidden_macs": 7_520_000_000}]}, "macs")
+    assert row.corrected == 9_110_000_000 and row.artefacts == "prim::PythonOp.FastOp x4 hides 7.52 G"
+    same = Row(team="t", ours={"flops": 5})
+    note_artefacts(same, {"macs_corrected": 5, "artefacts": []}, "macs")
+    assert same.corrected is None and same.artefacts == ""

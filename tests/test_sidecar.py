@@ -143,7 +143,7 @@ def test_sidecar_entry_runs_like_an_inline_entry(tmp_path, hr_folder):
     assert team["raw"]["valid"]["psnr_rgb"] == ref["raw"]["valid"]["psnr_rgb"]
     assert team["metrics"]["params"] == sum(v.numel() for v in state.values())
     differing = {k for k in team["card"] if team["card"][k] != ref["card"][k]}
-    assert differing == {"name", "source", "file", "checkpoint", "notes"}
+    assert differing == {"name", "source", "file", "checkpoint", "notes", "module"}
     assert (team["card"]["source"], ref["card"]["source"]) == ("sidecar", "inline")
     assert team["trained"] is ref["trained"] is True
 

@@ -1,20 +1,29 @@
-"""Runs the model checks in one subprocess with CUDA hidden; a crash becomes a failed line."""
+"""Runs the model checks in one confined subprocess with CUDA hidden; a crash becomes a failed line.
+
+The subprocess runs through ``harness.core.sandbox`` like a worker of ``esr run``: no network,
+nothing writable but its own scratch folder, its whole process tree killed at the end.
+"""
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from harness.checks.result import CheckResult
 from harness.checks.static import Submission
+from harness.core.sandbox import run_confined
 
 
 def run_model_checks(sub: Submission, *, zoo_dirs: list[str], data: str | None, input_shape: tuple,
-                     baseline: dict | None, timeout_s: float = 600.0) -> list[CheckResult]:
-    """Run the model checks in one subprocess with CUDA hidden; a crash becomes a failed line."""
+                     baseline: dict | None, timeout_s: float = 600.0, sandbox: str = "auto",
+                     memory_limit_mib: int | None = None) -> list[CheckResult]:
+    """Run the model checks in one confined subprocess with CUDA hidden; a crash becomes a failed line.
+
+    Raises ``harness.core.sandbox.SandboxUnavailable`` for ``sandbox="required"`` on a machine
+    that cannot confine.
+    """
     job = {"file": str(sub.model_file.resolve()), "zoo_dirs": zoo_dirs, "data": data,
            "input_shape": list(input_shape), "baseline": baseline}
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
@@ -24,13 +33,27 @@ def run_model_checks(sub: Submission, *, zoo_dirs: list[str], data: str | None, 
         job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "results.json"
         job_path.write_text(json.dumps(job))
         cmd = [sys.executable, "-m", "harness.checks", str(job_path), str(out_path)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
-            code, tail = proc.returncode, (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
-        except subprocess.TimeoutExpired:
-            code, tail = None, []
+        outcome = run_confined(cmd, scratch=tmp, timeout_s=timeout_s, mode=sandbox,
+                               memory_limit_mib=memory_limit_mib, env=env)
+        code = None if outcome.timed_out else outcome.returncode
+        tail = (outcome.stderr or outcome.stdout or "").strip().splitlines()[-3:]
         state = _read(out_path) or {"results": [], "current": "imports", "entry": ""}
-    results = [CheckResult(**r) for r in state["results"]]
+    if not isinstance(state, dict) or not isinstance(state.get("results"), list):
+        state = {"results": [], "current": "imports", "entry": ""}
+    isolation = outcome.isolation
+    if isolation["pid_namespace"]:
+        line = CheckResult("isolation", "pass", f"model checks ran confined ({isolation['mechanism']}; no network, "
+                           f"read-only files, memory limit {isolation['memory_limit_mib'] or 'none'} MiB)")
+    else:
+        line = CheckResult("isolation", "warn", f"model checks ran unconfined ({isolation.get('reason', '')})",
+                           "run on a Linux machine that allows namespaces, or use --sandbox required to refuse")
+    if outcome.oom:
+        state["results"] = state["results"] + [{"name": state.get("current") or "imports", "status": "fail",
+                                                "message": f"killed by the memory limit ({isolation['memory_limit_mib']} MiB)",
+                                                "fix": "the model needs more memory than --memory-limit allows, or leaks it",
+                                                "entry": state.get("entry", "")}]
+        state["done"] = True
+    results = [line] + [CheckResult(**r) for r in state["results"]]
     if state.get("done"):
         return results
     where = state.get("current") or "imports"

@@ -19,14 +19,20 @@ def model_checks(job: dict, rec: Recorder) -> None:
     import torch
 
     from harness.submissions.discovery import entries_of_file
+    from harness.submissions.importing import open_submission
 
     torch.manual_seed(0)
     path = Path(job["file"])
     rec.start("imports")
+    session = open_submission(path, "cpu")  # `models` = the submission's folder; CUDA calls neutralised
     entries, problem = entries_of_file(path)
     if problem:
         rec.add(CheckResult("imports", "fail", problem.error, _problem_fix(problem)))
         return
+    for entry in entries:
+        if entry.stub_imports:
+            rec.add(CheckResult("imports", "pass", f"{entry.name}: stubbed as unused: {', '.join(entry.stub_imports)} "
+                                f"(any real use fails, naming the module)", "", entry.name))
     for entry in entries:
         source = {"sidecar": f"sidecar {path.stem}.toml", "inline": "ENTRIES in the file",
                   "inferred": "INFERRED (nothing declared)"}[entry.source]
@@ -41,10 +47,27 @@ def model_checks(job: dict, rec: Recorder) -> None:
             rec.add(CheckResult("naming", "warn", f"{entry.name}: checkpoint {entry.checkpoint} does not share the "
                                 f"model file's stem", f"name it {path.stem}.pth (and update the card)", entry.name))
         entry_checks(entry, job, rec)
+        if session.neutraliser and session.neutraliser.calls:
+            rec.add(CheckResult("cuda calls", "warn", f"{entry.name}: CUDA calls neutralised to run on the CPU: "
+                                f"{_sites(session.neutraliser.report())}",
+                                "build on the CPU and let the harness move the model (no .cuda() in __init__/forward)",
+                                entry.name))
+            session.neutraliser.calls.clear()
     baseline_check(entries, job, rec)
 
 
+def _sites(report: list, limit: int = 4) -> str:
+    items = [f"{r['call']} at {r['where']}" + (f" x{r['count']}" if r["count"] > 1 else "") for r in report]
+    return ", ".join(items[:limit]) + (f", ... ({len(items)} sites)" if len(items) > limit else "")
+
+
 def _problem_fix(problem) -> str:
+    if getattr(problem, "stub_suggestion", None):
+        mods = ", ".join(f'"{m}"' for m in problem.stub_suggestion)
+        return (f"the file never uses what it imports from {', '.join(problem.stub_suggestion)}: declare "
+                f"stub_imports = [{mods}] on the card (sidecar), or install the package")
+    if getattr(problem, "cuda_extension", None):
+        return f"run it on a machine where {problem.cuda_extension} is built, or offer a pure-PyTorch path"
     if problem.status == "no_card":
         return "add a sidecar card teamNN_Name.toml with class, scale and input_range (see 'Submitting a model' in README.md)"
     if problem.status == "card_error":

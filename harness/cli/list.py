@@ -38,4 +38,8 @@ def main(args) -> int:
                       f"input range {card['input_range']:g}, checkpoint {card['checkpoint']}")
     for p in catalog["problems"]:
         console.print(f"[red]{p['status']}[/]: {p['error']}", highlight=False)
+    for name, users in sorted(catalog.get("helpers", {}).items()):
+        console.print(f"[dim]{name}: helper imported by {', '.join(users)}; not an entry[/]", highlight=False)
+    for other in catalog.get("not_submissions", []):
+        console.print(f"[yellow]not a submission[/]: {other['reason']}", highlight=False)
     return 0

@@ -12,7 +12,6 @@ def add_arguments(p) -> None:
                         "without it, the organizers' own counters (utils/model_summary.py, fvcore) are the oracle")
     p.add_argument("--oracle", action="store_true", help="run the organizers' counters even with --published")
     p.add_argument("--out", type=Path, default=Path("replay"), help="output folder (default: replay/)")
-    p.add_argument("--data", default=None, help="data of the esr run (default: its built-in set)")
     p.add_argument("--no-trace", action="store_true", help="do not trace branches static reading cannot decide")
     p.add_argument("--python", default=sys.executable, help="interpreter for the run and the oracle (default: this one)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per oracle child (default 900)")
@@ -32,7 +31,7 @@ def main(args) -> int:
         return 2
     try:
         result = replay(folder, args.out, published=args.published, trace=not args.no_trace,
-                        oracle=True if args.oracle else None, python=args.python, timeout=args.timeout, data=args.data,
+                        oracle=True if args.oracle else None, python=args.python, timeout=args.timeout,
                         log=lambda m: console.print(Text(m, style="dim")))
     except FileNotFoundError as exc:
         console.print(Text(f"esr replay: {exc}", style="red"))

@@ -26,14 +26,20 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads of each worker (default: torch's)")
     p.add_argument("--input", default="3x256x256", help="LR input of the complexity counters (default 3x256x256)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per entry (default 1800)")
+    from harness.cli.common import add_confinement_arguments
+
     add_confinement_arguments(p)
     p.add_argument("--cudnn-benchmark", action="store_true", help="turn cudnn.benchmark on (recorded)")
+    p.add_argument("--no-quality", action="store_true",
+                   help="complexity only: no data is read, no PSNR/SSIM, no timing (replays of published tables)")
     p.add_argument("--no-complexity", action="store_true", help="skip the complexity counters")
     p.add_argument("--fp16", action="store_true", help="half precision inference (CUDA only; recorded)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (CUDA only; recorded)")
     p.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble (recorded)")
     p.add_argument("--tile", type=int, default=None, help="tiled inference with this LR tile size (recorded)")
     p.add_argument("--overlap", type=int, default=16, help="LR overlap between tiles (default 16)")
+    p.add_argument("--save-sr", type=Path, default=None,
+                   help="write the uint8 SR outputs whose PSNR is reported as DIR/<entry>/<split>/<image>.png")
     p.add_argument("--force", action="store_true", help="re-measure entries whose record is complete")
     p.add_argument("--retry-failed", action="store_true",
                    help="redo every failed entry (timeout, oom, crashed, errors); ok records are kept")
@@ -47,22 +53,9 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def add_confinement_arguments(p) -> None:
-    """``--sandbox`` and ``--memory-limit``: shared by run, check and profile."""
-    p.add_argument("--sandbox", choices=["auto", "required", "off"], default="auto",
-                   help="confine team code (no network, read-only files, own PID namespace): auto (default: when the "
-                        "machine allows, else unconfined and recorded), required (refuse to run without), off")
-    p.add_argument("--memory-limit", default=None, metavar="MIB",
-                   help="memory limit of one entry's process tree in MiB (default 75%% of RAM; 0: none)")
-
-
-def memory_limit_from_args(args):
-    from harness.core.sandbox import check_memory_limit, default_memory_limit_mib
-
-    return default_memory_limit_mib() if args.memory_limit is None else check_memory_limit(args.memory_limit)
-
-
 def settings_from_args(args) -> RunSettings:
+    from harness.cli.common import memory_limit_from_args
+
     modes = {}
     if args.fp16:
         modes["fp16"] = True
@@ -77,6 +70,7 @@ def settings_from_args(args) -> RunSettings:
         crop_border=args.crop_border if args.crop_border == "scale" else int(args.crop_border),
         threads=args.threads, input_shape=parse_shape(args.input), cudnn_benchmark=args.cudnn_benchmark,
         timeout_s=args.timeout, complexity=not args.no_complexity, modes=modes,
+        save_sr=str(args.save_sr.resolve()) if getattr(args, "save_sr", None) else None,
         sandbox=args.sandbox, memory_limit_mib=memory_limit_from_args(args),
     )
 
@@ -171,7 +165,7 @@ def main(args) -> int:
             all_entries=args.all_entries, force=args.force, retry_failed=args.retry_failed, strict=args.strict,
             backend=args.backend, address=args.address,
             tracks=[t.strip() for t in args.tracks.split(",") if t.strip()],
-            settings=settings_from_args(args), extra=extra,
+            settings=settings_from_args(args), extra=extra, quality=not args.no_quality,
         )
         outcome = run(config, console=console, progress=not args.quiet)
     except (RunError, ValueError) as exc:

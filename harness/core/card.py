@@ -15,6 +15,7 @@ fields (``model`` is then the class name as a string, looked up in ``models/<ste
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
@@ -22,6 +23,9 @@ from typing import Any
 
 VALID_RANGES = (1.0, 255.0)
 SOURCES = ("inline", "sidecar", "inferred")
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# Top-level modules stub_imports may not replace: the harness and what it measures with.
+UNSTUBBABLE = ("torch", "harness", "leaderboard", "models", "numpy", "builtins", "sys", "os", "importlib")
 
 
 class CardError(ValueError):
@@ -95,8 +99,16 @@ class Entry:
         comment of the chain's branch), so a replay can join a published table by team name.
     expected: published or derived figures (``{"params": 893936}``) that tests compare with
         measured values; never used as a measurement.
+    module: where the class lives, as a dotted module below the challenge's ``models/`` folder
+        (``"team15_afdn.AFDN"``; a leading ``models.`` is accepted and dropped). Needed for a package
+        folder whose class cannot be found by name, and for a card-only sidecar that uses another
+        file's class (``module = "imdn_baseline"``); set by discovery to where the class was found.
+    stub_imports: modules the code imports but never uses (``["basicsr.utils.registry"]``): each is
+        replaced by a stub that binds at import and raises, naming the module and the attribute, the
+        moment anything in it is used for real. Listed in the record (``submission.stubs``).
     source: ``inline``, ``sidecar`` or ``inferred`` (set by discovery).
-    file: path of the model file (set by discovery).
+    file: path of the submission (set by discovery): the model file, the package folder, or the
+        card of a card-only entry.
     """
 
     name: str
@@ -117,6 +129,8 @@ class Entry:
     paper: str = ""
     team: str = ""
     expected: dict = field(default_factory=dict)
+    module: str | None = None
+    stub_imports: list = field(default_factory=list)
     source: str = "inline"
     file: str | None = None
 
@@ -139,6 +153,16 @@ class Entry:
         self.kwargs = dict(self.kwargs)
         self.key_map = dict(self.key_map)
         self.requirements = list(self.requirements)
+        self._check_submission_fields()
+
+    def _check_submission_fields(self) -> None:
+        if self.module is not None:
+            if not _dotted(self.module):
+                raise CardError(f"{self.name}: module must be a dotted module below models/, e.g. 'team15_afdn.AFDN', "
+                                f"got {self.module!r}")
+            if self.module.startswith("models."):
+                self.module = self.module[len("models."):]
+        self.stub_imports = check_stub_imports(self.name, self.stub_imports)
 
     @property
     def model_name(self) -> str:
@@ -155,6 +179,25 @@ class Entry:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["model"] = self.model_name
         return _jsonable(d)
+
+
+def check_stub_imports(label: str, items) -> list[str]:
+    """Validate a ``stub_imports`` value (a list of dotted module names); returns it as a list."""
+    if isinstance(items, str) or not isinstance(items, (list, tuple)):
+        raise CardError(f"{label}: stub_imports must be a list of module names, e.g. "
+                        f"[\"basicsr.utils.registry\"], got {items!r}")
+    for item in items:
+        if not _dotted(item):
+            raise CardError(f"{label}: stub_imports item {item!r} is not a module name such as 'basicsr.utils.registry'")
+        if item.split(".")[0] in UNSTUBBABLE:
+            raise CardError(f"{label}: stub_imports cannot stub {item!r} ({item.split('.')[0]} is needed by the "
+                            f"harness itself); remove it")
+    return list(items)
+
+
+def _dotted(value) -> bool:
+    return (isinstance(value, str) and bool(_DOTTED.match(value))
+            and not any(keyword.iskeyword(p) for p in value.split(".")))
 
 
 def _jsonable(value):

@@ -224,8 +224,13 @@ def require(mode: str, memory_limit_mib: int | None = None) -> Support:
 
 # ------------------------------------------------------------------------------------ command line
 
-def _mounts() -> list[tuple[str, bool]]:
-    """(mount point, is read-write) for every mount of this namespace, outermost first."""
+KEEP_FLAGS = ("nosuid", "nodev", "noexec", "noatime", "nodiratime", "relatime")
+
+
+def _mounts() -> list[tuple[str, bool, str]]:
+    """(mount point, is read-write, flags to keep) for every mount of this namespace, outermost first.
+
+    The flags are kept on the read-only remount: a user namespace may not drop them."""
     out, seen = [], set()
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
@@ -239,7 +244,8 @@ def _mounts() -> list[tuple[str, bool]]:
         if point in seen:
             continue
         seen.add(point)
-        out.append((point, "rw" in fields[5].split(",")))
+        opts = fields[5].split(",")
+        out.append((point, "rw" in opts, ",".join(o for o in opts if o in KEEP_FLAGS)))
     return out
 
 
@@ -247,10 +253,11 @@ def _setup_script(scratch: Path, hide) -> str:
     q = shlex.quote
     lines = ["set -u", f"die() {{ echo \"esr-sandbox: $1\" >&2; exit {FAIL_CODE}; }}",
              f"mount --bind {q(str(scratch))} {q(str(scratch))} || die 'cannot bind the scratch folder'"]
-    for point, rw in _mounts():
+    for point, rw, flags in _mounts():
         if point == "/proc" or point.startswith("/proc/") or not rw:
             continue
-        lines.append(f"mount -o remount,bind,ro {q(point)} 2>/dev/null || "
+        opts = "remount,bind,ro" + ("," + flags if flags else "")
+        lines.append(f"mount -o {opts} {q(point)} 2>/dev/null || "
                      f"[ ! -e {q(point)} ] || die {q('cannot make ' + point + ' read-only')}")
     for path in hide:
         if Path(path).is_dir():
@@ -290,7 +297,8 @@ sys.exit(code if code >= 0 else 128 - code)
 def _confine_argv(cmd: list[str], *, scratch: Path, hide, cgroup_procs: str | None, status_fd: int | None = None) -> list[str]:
     if status_fd is not None:
         cmd = [sys.executable, "-I", "-S", "-c", _INIT, str(status_fd), *cmd]
-    argv = ["unshare", "-m", "-p", "-f", "-n", "--mount-proc", "--kill-child",
+    user = ["-r"] if os.geteuid() != 0 else []  # not root: a user namespace first, to be allowed to mount
+    argv = ["unshare", *user, "-m", "-p", "-f", "-n", "--mount-proc", "--kill-child",
             "sh", "-c", _setup_script(Path(scratch).resolve(), hide), "esr-sandbox", *cmd]
     if cgroup_procs:
         argv = ["sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "esr-cgroup", cgroup_procs, *argv]
@@ -379,9 +387,10 @@ class Confined:
 
     ``cmd``: the command; ``scratch``: the one writable folder (created if missing);
     ``hide``: folders replaced by an empty read-only folder for the process (for example the
-    run folder or the data with the ground truth); ``memory_limit_mib``: limit of the whole
-    tree (None: none). ``stdout``/``stderr``/``env``/``cwd``/``pass_fds`` as for
-    :class:`subprocess.Popen` (the caller closes its own ``pass_fds``).
+    run folder or the data with the ground truth; the scratch folder must not lie inside one,
+    and what the process needs from a hidden folder must be put into the scratch folder first);
+    ``memory_limit_mib``: limit of the whole tree (None: none). ``stdout``/``stderr``/``env``/
+    ``cwd``/``pass_fds`` as for :class:`subprocess.Popen` (the caller closes its own ``pass_fds``).
     """
 
     def __init__(self, cmd, *, scratch, mode: str = "auto", memory_limit_mib: int | None = None, hide=(),

@@ -113,7 +113,14 @@ def execute_job(job: dict, *, timeout_s: float | None = None, env: dict | None =
             splits, lr_paths, notes = open_splits(job, scratch)
         except Exception as exc:  # a cache that cannot be read or rebuilt: the entry cannot be measured
             return _failed(job, "run_error", f"{name}: data cache unusable: {exc}", started, None, None)
-        scale = next(iter(splits.values())).scale
+        scale = next(iter(splits.values())).scale if splits else int((job.get("card") or {}).get("scale") or 1)
+        sinks = list(sinks)
+        saved = {}
+        if getattr(settings, "save_sr", None):  # --save-sr: the parent writes the PNG of each scored image
+            from harness.running.save_sr import save_sr
+
+            sinks.append(lambda split, index, image, sr: saved.setdefault(split, []).append(
+                save_sr(settings.save_sr, name, split, image, sr)))
         quality = Quality(splits, entry=name, crop_border=settings.crop_for(scale), sinks=sinks)
         to_parent_r, to_parent_w = os.pipe()
         to_worker_r, to_worker_w = os.pipe()
@@ -163,6 +170,10 @@ def execute_job(job: dict, *, timeout_s: float | None = None, env: dict | None =
         record = _conclude(job, session, quality, started, log_path, timeout_s, isolation)
     record["isolation"] = isolation
     record["flags"] = list(record.get("flags") or []) + notes
+    if saved and record.get("status") in ("ok", "untrained"):
+        from harness.running.save_sr import saved_summary
+
+        record["sr_saved"] = saved_summary(settings.save_sr, saved)
     return record
 
 
@@ -213,6 +224,10 @@ def _converse(proc, reader: Reader, to_worker: int, quality: Quality, name: str,
                 session["bad_output"] = str(exc)
                 _safe_send(to_worker, {"type": "stop", "error": str(exc)})
                 return session
+            except (OSError, ValueError) as exc:  # a sink failed (--save-sr: a bad name, a full disk)
+                session["sink_error"] = f"{name}: {exc}"
+                _safe_send(to_worker, {"type": "stop", "error": str(exc)})
+                return session
             busy = time.monotonic() - now
             deadline += busy  # scoring is the parent's time, not the entry's
             if current is not None:
@@ -250,6 +265,8 @@ def _conclude(job, session, quality, started, log_path, timeout_s, isolation) ->
         return rec
     if session["bad_output"]:
         return _failed(job, "bad_output", session["bad_output"], started, log_path, isolation)
+    if session.get("sink_error"):
+        return _failed(job, "run_error", session["sink_error"], started, log_path, isolation)
     if session["protocol"]:
         return _failed(job, "run_error", f"{name}: the worker broke the message protocol ({session['protocol']})",
                        started, log_path, isolation)

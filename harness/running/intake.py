@@ -44,6 +44,18 @@ def failure(header: dict) -> tuple[str, str, dict]:
         extra["oom"] = {"requested_bytes": size if _number(size) and size >= 0 else None, "source": "allocator"}
     detail = header.get("detail")
     extra["detail"] = detail[-4000:] if isinstance(detail, str) else ""
+    # figures counted before the failure (complexity of a model whose checkpoint did not load)
+    for key in ("complexity", "submission"):
+        if isinstance(header.get(key), dict):
+            extra[key] = header[key]
+    metrics = header.get("metrics")
+    if isinstance(metrics, dict):
+        extra["metrics"] = {k: v for k, v in metrics.items()
+                            if isinstance(k, str) and METRIC_NAME.match(k) and not PARENT_METRICS.match(k)
+                            and _number(v) and v >= 0}
+    flags = header.get("flags")
+    if isinstance(flags, list):
+        extra["flags"] = [_one_line(f, 2000) for f in flags if isinstance(f, str)]
     return status, _one_line(header.get("error") or status), extra
 
 

@@ -6,7 +6,8 @@ is ingested with the harness's own tools and our figures are printed beside an o
 1. the folder is copied to ``OUT/challenge`` (the zoo is read in place; the source folder is never
    written), and ``test_demo.py``'s chain is converted into sidecar cards there
    (:func:`harness.submissions.cards_convert.convert`, tracing where static reading cannot decide);
-2. ``esr run`` measures every entry of ``OUT/challenge/models`` into ``OUT/run`` (one trial);
+2. ``esr run --no-quality`` measures every entry of ``OUT/challenge/models`` into ``OUT/run``
+   (complexity only: the figures of the published tables);
 3. the oracle is either a published table (``--published CSV``, joined by team name through the
    card's ``team`` or the branch comment kept in its notes) or the organizers' own counters run on
    the same built model in a confined child (:mod:`harness.running.replay_oracle`);
@@ -43,6 +44,8 @@ class Row:
     match: dict = field(default_factory=dict)    # figure -> bool
     why: str = ""
     counter: dict = field(default_factory=dict)  # the organizers' counters on the built model (with a published table)
+    corrected: int | None = None                 # our corrected FLOPs where the official convention misses MACs
+    artefacts: str = ""                          # what the official convention misses (ops and MACs)
 
     @property
     def all_match(self) -> bool:
@@ -95,6 +98,8 @@ def copy_challenge(folder: Path, dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(folder, dest, ignore=shutil.ignore_patterns("model_zoo", "__pycache__", "*.pyc", "results*"))
+    if (folder / "model_zoo").is_dir():  # select_model (traced) loads model_zoo/... relative to the folder
+        (dest / "model_zoo").symlink_to(folder / "model_zoo", target_is_directory=True)
     return dest
 
 
@@ -103,6 +108,18 @@ def record_figures(rec: dict, flops_key: str) -> dict:
     metrics = rec.get("metrics") or {}
     return {"params": metrics.get("params", cx.get("params")), "flops": cx.get(flops_key),
             "acts": cx.get("activations"), "conv": cx.get("conv")}
+
+
+def note_artefacts(row: Row, cx: dict, flops_key: str) -> None:
+    """Keep our corrected FLOPs where the official convention misses MACs, and what it misses."""
+    corrected = cx.get(f"{flops_key}_corrected")
+    if corrected is None or corrected == row.ours.get("flops"):
+        return
+    row.corrected = corrected
+    row.artefacts = ", ".join(
+        f"{a.get('op')} x{a.get('calls')} hides "
+        f"{'?' if a.get('hidden_macs') is None else fmt(a['hidden_macs'], 'flops') + ' G'}"
+        for a in cx.get("artefacts") or []) or "see the record's flags"
 
 
 def explain_failure(status: str, error: str) -> str:
@@ -178,7 +195,7 @@ def compare_published(row: Row, pub: dict) -> None:
 
 def replay(folder: str | Path, out: str | Path, *, published: str | Path | None = None, trace: bool = True,
            oracle: bool | None = None, python: str = sys.executable, timeout: float = 900.0,
-           data: str | None = None, run_args: list[str] | None = None, log=print) -> dict:
+           run_args: list[str] | None = None, log=print) -> dict:
     """Replay ``folder`` into ``out``; returns {"rows": [Row], "branches": [...], "summary": str}."""
     from harness.submissions.cards_convert import convert, write_cards
 
@@ -195,7 +212,7 @@ def replay(folder: str | Path, out: str | Path, *, published: str | Path | None 
     ids = {r.entry: r.model_id for r in conv.branches if r.entry}
     log(f"{len(cards)} entries converted, {len(conv.skipped)} branches not; running esr run over them")
     cmd = [python, "-m", "harness.cli", "run", "--models", str(challenge / "models"), "--zoo", str(zoo),
-           "--out", str(out / "run"), "--trials", "1", "--quiet", "--force"] + (["--data", data] if data else []) \
+           "--out", str(out / "run"), "--no-quality", "--quiet", "--force"] \
         + list(run_args or [])
     subprocess.run(cmd, cwd=str(out), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     records = {}
@@ -213,6 +230,7 @@ def replay(folder: str | Path, out: str | Path, *, published: str | Path | None 
         else:
             row.status = rec.get("status", "?")
             row.ours = record_figures(rec, flops_key)
+            note_artefacts(row, rec.get("complexity") or {}, flops_key)
             if row.status not in ("ok", "untrained"):
                 row.why = explain_failure(row.status, rec.get("error") or "")
         if use_oracle and rec is not None and row.status in ("ok", "untrained"):
@@ -229,6 +247,10 @@ def replay(folder: str | Path, out: str | Path, *, published: str | Path | None 
         rows.append(row)
     if published:
         rows = _join_published(rows, Path(published))
+    for row in rows:
+        if row.corrected is not None:
+            row.why += (f"; oracle artefact: the official convention misses MACs ({row.artefacts}); "
+                        f"corrected {fmt(row.corrected, 'flops')} G")
     write_tables(rows, conv, out, against="published table" if published else "organizers' counters")
     return {"rows": rows, "branches": conv.branches, "out": str(out)}
 
@@ -264,7 +286,7 @@ def _join_published(rows: list[Row], csv_path: Path) -> list[Row]:
 
 def write_tables(rows: list[Row], conv, out: Path, *, against: str) -> None:
     header = ["team", "entry", "model_id", "status"] + [f"{f}_ours" for f in FIGURES] + \
-             [f"{f}_oracle" for f in FIGURES] + ["match", "why"]
+             [f"{f}_oracle" for f in FIGURES] + ["flops_corrected", "match", "why"]
     with open(out / "replay.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
@@ -272,6 +294,7 @@ def write_tables(rows: list[Row], conv, out: Path, *, against: str) -> None:
             w.writerow([r.team, r.entry, "" if r.model_id is None else r.model_id, r.status]
                        + [fmt(r.ours.get(f), f) if r.ours.get(f) is not None else "" for f in FIGURES]
                        + [_oracle_text(r, f) for f in FIGURES]
+                       + [fmt(r.corrected, "flops") if r.corrected is not None else ""]
                        + ["yes" if r.all_match else "no", r.why])
     lines = [f"# Replay of {conv.source} against the {against}", "",
              "| team | entry | status | params M | FLOPs G | acts M | conv | match | why |",

@@ -49,6 +49,7 @@ class RunConfig:
     tracks: list[str] = field(default_factory=list)
     settings: RunSettings = field(default_factory=RunSettings)
     extra: dict = field(default_factory=dict)  # backend options (recorded)
+    quality: bool = True             # False: complexity only, no data, no quality or timing (esr run --no-quality)
 
 
 @dataclass
@@ -388,7 +389,7 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     left_out = {} if (config.entries or config.all_entries) else heavy_entries(catalog, names)
     names = [n for n in names if n not in left_out]
     notes = []
-    data = prepare_data(config, notes)
+    data = prepare_data(config, notes) if config.quality else {}
     jobs = build_jobs(config, catalog, names, data)
     (out / "records").mkdir(exist_ok=True)  # exists before the first worker starts: hidden from it
     previous = read_json(out / "run.json") or {}
@@ -415,6 +416,8 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
         elif not is_complete(existing, job["key"]):
             reason = ("inputs changed (model source, card, checkpoint, data, settings or harness version): "
                       "re-measured" if is_complete(existing) else "incomplete record: re-measured")
+        elif not _has_saved_sr(existing, config.settings):
+            reason = "--save-sr: its SR images are not in that folder yet: re-measured"
         else:
             reason = book.verify(job["entry"]) or redo_reason(existing, current, retry_failed=config.retry_failed)
             if reason is None:
@@ -439,7 +442,7 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     write_summary(out, ordered)
     return Outcome(records=ordered, skipped=skipped, reused=reused, measured=[j["entry"] for j in todo],
                    skipped_scales={n: catalog["entries"][n]["scale"] for n in skipped}, left_out=left_out,
-                   helper_notes=helper_notes, redone=redone, notes=notes)
+                   helper_notes=catalog_notes(catalog) + helper_notes, redone=redone, notes=notes)
 
 
 def heavy_entries(catalog: dict, names: list[str]) -> dict:
@@ -467,6 +470,22 @@ def split_helpers(problems: list[dict], models: Path) -> tuple[list[dict], list[
         else:
             kept.append(rec)
     return kept, notes
+
+
+def _has_saved_sr(record: dict, settings: RunSettings) -> bool:
+    """With --save-sr, a record is reused only if its SR images were saved into that folder."""
+    if not settings.save_sr or record.get("status") not in ("ok", "untrained"):
+        return True
+    saved = record.get("sr_saved") or {}
+    return saved.get("dir") == str(Path(settings.save_sr).resolve())
+
+
+def catalog_notes(catalog: dict) -> list[str]:
+    """One line per shared file or folder (no entry of its own, imported by submissions: found by discovery,
+    packages included) and per folder of the models folder that is not a submission."""
+    lines = [f"{name}: helper imported by {', '.join(users)}; not an entry"
+             for name, users in sorted(catalog.get("helpers", {}).items())]
+    return lines + [f"not a submission: {o['reason']}" for o in catalog.get("not_submissions", [])]
 
 
 def make_backend(config: RunConfig):
@@ -507,6 +526,8 @@ def run_document(config: RunConfig, catalog: dict, names, skipped, data) -> dict
         "skipped_for_scale": skipped,
         "problems": [p["name"] for p in catalog["problems"]],
         "inferred": catalog.get("inferred", []),
+        "helpers": catalog.get("helpers", {}),
+        "not_submissions": catalog.get("not_submissions", []),
         "data": {split: info for split, (_, info) in data.items()},
         "settings": config.settings.to_dict(),
         "backend": config.backend,

@@ -26,15 +26,18 @@ from pathlib import Path
 from harness.measure import timing as _timing  # noqa: F401 (binds the clock before any team file is imported)
 from harness.measure.deploy import DeployError, apply_deploy
 from harness.running.channel import WorkerLink
+from harness.submissions.importing import explain_failure, open_submission
 from harness.running.settings import RunSettings
 from harness.submissions.checkpoint import LoadError, load_entry_checkpoint
 from harness.submissions.discovery import entries_of_file, one_line
 
 
 class StageError(RuntimeError):
-    def __init__(self, status: str, message: str):
+    def __init__(self, status: str, message: str, model=None):
         super().__init__(message)
         self.status = status
+        self.model = model  # load_error: the built model, so complexity is still counted
+        self.complexity = None
 
 
 class BadOutput(RuntimeError):
@@ -73,7 +76,8 @@ def prepare_model(entry, zoo_dir, device: str = "cpu") -> Prepared:
     try:
         model = entry.build()
     except Exception as exc:
-        raise StageError("build_error", f"{entry.name}: constructing {entry.model_name} failed: {one_line(exc)}") from exc
+        why = explain_failure(exc) or one_line(exc)
+        raise StageError("build_error", f"{entry.name}: constructing {entry.model_name} failed: {why}") from exc
     deploy = None
     flags = []
     try:
@@ -83,7 +87,7 @@ def prepare_model(entry, zoo_dir, device: str = "cpu") -> Prepared:
         if entry.deploy and not entry.load_after_deploy:
             deploy = apply_deploy(model, entry.deploy, name=entry.name)
     except LoadError as exc:
-        raise StageError("load_error", str(exc)) from exc
+        raise StageError("load_error", str(exc), model=model) from exc
     except DeployError as exc:
         raise StageError("deploy_error", str(exc)) from exc
     if deploy and not deploy["equivalent"]:
@@ -210,36 +214,39 @@ def measure(job: dict, link) -> dict:
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
     torch.backends.cudnn.benchmark = bool(settings.cudnn_benchmark)
+    global_state = timing_globals()  # before the team's file is imported
     device = resolve_device(settings.device)
-    entry = load_entry(job["file"], name)
-    prepared = prepare_model(entry, job.get("zoo"), device)
+    session = job["_session"] = open_submission(job["file"], device)  # `models` = its folder; CUDA calls on a CPU
+    entry = job["_entry"] = load_entry(job["file"], name)
+    try:
+        prepared = prepare_model(entry, job.get("zoo"), device)
+    except StageError as exc:  # complexity does not depend on the weights: count the built model anyway
+        if exc.status == "load_error" and exc.model is not None and settings.complexity:
+            exc.complexity = complexity_without_weights(exc.model, entry, settings, device)
+        raise
     flags = list(prepared.flags)
     load = dict(prepared.load, buffers=float_buffers(prepared.model))
 
     complexity = None
     if settings.complexity:
-        from harness.measure.complexity import profile
-
-        try:
-            complexity = profile(prepared.model, input_shape=settings.input_shape, device=device,
-                                 input_range=entry.input_range)
-            flags.extend(complexity.get("flags", []))
-        except Exception as exc:  # an untraceable model still gets quality and speed
-            complexity = {"error": one_line(exc)}
-            flags.append(f"{name}: complexity could not be measured: {one_line(exc)}")
+        complexity = count_complexity(prepared.model, entry, settings, device, flags)
 
     from harness.measure.inference import wrap_forward
 
     forward, mode = wrap_forward(prepared.model, scale=entry.scale, **settings.modes)
     metrics = {"params": sum(p.numel() for p in prepared.model.parameters())}
     if complexity and "error" not in complexity:
-        for key in ("params", "macs", "macs_legacy", "activations", "conv"):
+        for key in COMPLEXITY_METRICS:
             if key in complexity:
                 metrics[key] = complexity[key]
     raw, memory = {}, {}
-    protocol = None
+    protocol = None  # no split: a complexity-only job (esr run --no-quality)
+    if not job["lr_splits"]:
+        flags.append(f"{name}: complexity only (--no-quality): no runtime, memory or quality measured")
     first_lrs = []
     trained = prepared.load["trained"]
+    for what in restore_timing_globals(global_state):
+        flags.append(f"{name}: the model's code changed {what} (import, build or deploy); reset before timing")
     for split_name, path in job["lr_splits"].items():
         split = load_cache(path)
         split.split = split_name
@@ -249,6 +256,8 @@ def measure(job: dict, link) -> dict:
         memory[split_name] = res["memory"]
         metrics[f"{split_name}.memory_mib"] = res["memory"]["peak_mib"]
         protocol = res["protocol"]
+    for what in restore_timing_globals(global_state):
+        flags.append(f"{name}: the model's forward changed {what} while being timed; its times are not comparable")
     if trained and first_lrs:  # not a figure: a warning the run prints (no ground truth needed)
         from harness.measure.plausibility import input_range_warning
 
@@ -256,6 +265,7 @@ def measure(job: dict, link) -> dict:
         if warning:
             flags.append(warning)
     device_name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name()
+    flags.extend(session.flags(name))
     return {
         "card": entry.to_dict(),
         "metrics": metrics,
@@ -266,9 +276,54 @@ def measure(job: dict, link) -> dict:
         "deploy": prepared.deploy,
         "load": load,
         "flags": flags,
+        "submission": session.report(entry, prepared.load),
         "provenance": {"device": device, "device_name": device_name, "threads": torch.get_num_threads(),
                        "worker_pid": os.getpid()},
     }
+
+
+def timing_globals() -> dict:
+    """Process-wide settings that change how fast a model runs; a team file may change them at import."""
+    import torch
+
+    return {
+        "thread count": torch.get_num_threads(),
+        "default dtype": torch.get_default_dtype(),
+        "cudnn.enabled": torch.backends.cudnn.enabled,
+        "cudnn.benchmark": torch.backends.cudnn.benchmark,
+        "cudnn.deterministic": torch.backends.cudnn.deterministic,
+        "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+        "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "mkldnn.enabled": torch.backends.mkldnn.enabled,
+        "float32 matmul precision": torch.get_float32_matmul_precision(),
+    }
+
+
+def restore_timing_globals(state: dict) -> list[str]:
+    """Put back every setting of :func:`timing_globals` that differs; returns what was changed.
+
+    Flush-denormal mode cannot be read back, so it is always reset to off (torch's default).
+    """
+    import torch
+
+    now = timing_globals()
+    changed = [f"{key} ({state[key]} -> {now[key]})" for key in state if now[key] != state[key]]
+    setters = {
+        "thread count": torch.set_num_threads,
+        "default dtype": torch.set_default_dtype,
+        "cudnn.enabled": lambda v: setattr(torch.backends.cudnn, "enabled", v),
+        "cudnn.benchmark": lambda v: setattr(torch.backends.cudnn, "benchmark", v),
+        "cudnn.deterministic": lambda v: setattr(torch.backends.cudnn, "deterministic", v),
+        "cudnn.allow_tf32": lambda v: setattr(torch.backends.cudnn, "allow_tf32", v),
+        "cuda.matmul.allow_tf32": lambda v: setattr(torch.backends.cuda.matmul, "allow_tf32", v),
+        "mkldnn.enabled": lambda v: setattr(torch.backends.mkldnn, "enabled", v),
+        "float32 matmul precision": torch.set_float32_matmul_precision,
+    }
+    for key, value in state.items():
+        if now[key] != value:
+            setters[key](value)
+    torch.set_flush_denormal(False)
+    return changed
 
 
 def cpu_name() -> str:
@@ -282,6 +337,39 @@ def cpu_name() -> str:
     import platform
 
     return platform.processor() or "cpu"
+
+
+COMPLEXITY_METRICS = ("params", "macs", "macs_corrected", "macs_legacy", "macs_legacy_corrected", "activations", "conv")
+
+
+def count_complexity(model, entry, settings, device: str, flags: list) -> dict:
+    """``profile`` with its flags appended to ``flags``; a failure is recorded, never fatal."""
+    from harness.measure.complexity import profile
+
+    try:
+        complexity = profile(model, input_shape=settings.input_shape, device=device, input_range=entry.input_range)
+        flags.extend(complexity.get("flags", []))
+    except Exception as exc:  # an untraceable model still gets quality and speed
+        complexity = {"error": one_line(exc)}
+        flags.append(f"{entry.name}: complexity could not be measured: {one_line(exc)}")
+    return complexity
+
+
+def complexity_without_weights(model, entry, settings, device: str) -> dict:
+    """Complexity of a model whose checkpoint failed to load: its deploy step runs on the random
+    weights (the counts do not depend on them) and the figures go into the load_error record."""
+    flags = ["complexity counted on the built model with random weights (counts do not depend on the "
+             "weights); the entry is not ranked because its checkpoint did not load"]
+    if entry.deploy and not entry.load_after_deploy:
+        try:
+            apply_deploy(model, entry.deploy, name=entry.name)
+        except Exception as exc:  # noqa: BLE001 - count the training form then, and say so
+            flags.append(f"deploy step {entry.deploy!r} failed on random weights ({one_line(exc)}): counted before it")
+    model.eval().to(device)
+    complexity = count_complexity(model, entry, settings, device, flags)
+    complexity["flags"] = flags
+    return complexity
+
 
 
 _SIZE = re.compile(r"(?:tried to allocate|Unable to allocate)\s+([0-9.]+)\s*(bytes|[KMGT]i?B)", re.IGNORECASE)
@@ -314,6 +402,22 @@ def human_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
+def complexity_fields(complexity: dict | None) -> dict:
+    """Complexity counted before a failure (a checkpoint that did not load): sent with the failure."""
+    if not complexity:
+        return {}
+    out = {"complexity": complexity, "flags": list(complexity.get("flags", []))}
+    if "error" not in complexity:
+        out["metrics"] = {k: complexity[k] for k in COMPLEXITY_METRICS if k in complexity}
+    return out
+
+
+def submission_fields(job: dict) -> dict:
+    if job.get("_session") is None:
+        return {}
+    return {"submission": job["_session"].report(job.get("_entry"))}
+
+
 def failure(status: str, error: str, detail: str = "", **extra) -> dict:
     return {"type": "failure", "status": status, "error": error, "detail": detail[-4000:], **extra}
 
@@ -324,16 +428,18 @@ def run_job(job: dict, link) -> dict:
     try:
         return {"type": "record", "record": measure(job, link)}
     except StageError as exc:
-        return failure(exc.status, str(exc), traceback.format_exc())
+        return failure(exc.status, str(exc), traceback.format_exc(), **complexity_fields(exc.complexity),
+                       **submission_fields(job))
     except BadOutput as exc:
-        return failure("bad_output", str(exc), traceback.format_exc())
+        return failure("bad_output", str(exc), traceback.format_exc(), **submission_fields(job))
     except BaseException as exc:  # noqa: BLE001 (a team's code may raise anything, SystemExit included)
         oom, size = allocation_failure(exc)
         if oom:
             asked = f"tried to allocate {human_bytes(size)}" if size else "allocation failed"
             return failure("oom", f"{name}: out of memory: {asked} ({one_line(exc)})", traceback.format_exc(),
-                           requested_bytes=size)
-        return failure("run_error", f"{name}: {one_line(exc)}", traceback.format_exc())
+                           requested_bytes=size, **submission_fields(job))
+        why = explain_failure(exc) if isinstance(exc, Exception) else None
+        return failure("run_error", f"{name}: {why or one_line(exc)}", traceback.format_exc(), **submission_fields(job))
 
 
 def die_with_parent() -> None:

@@ -689,6 +689,7 @@ def convert(path: str | Path, *, scale: int = 4, trace: bool = False, zoo: str |
         try:
             try:
                 b = read_branch(model_id, node, body, env)
+                _check_is_class(b, path.parent)
                 if b.load is not None and b.load.candidates:
                     b.state_key, notes = resolve_candidates(b.load, zoo_dir)
                     b.notes.extend(notes)
@@ -723,6 +724,22 @@ def convert(path: str | Path, *, scale: int = 4, trace: bool = False, zoo: str |
         conv.cards[stem] = cards
     conv.branches.sort(key=lambda r: r.line)
     return conv
+
+
+def _check_is_class(b: Branch, root: Path) -> None:
+    """A card names a class: a factory function (``make_model(1)``) is left to the trace."""
+    parts = b.module.split(".") if b.module else []
+    base = root.joinpath(*parts)
+    for source in (base.with_suffix(".py"), base / "__init__.py"):
+        if source.is_file():
+            try:
+                tree = ast.parse(source.read_text(errors="replace"))
+            except SyntaxError:
+                return
+            if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == b.class_name for n in tree.body):
+                raise NotUnderstood(f"line {b.line}: {b.class_name} is a function in {source.name}, not a class; "
+                                    f"a card names the class it builds")
+            return
 
 
 def traced_branch(path: Path, model_id: int, node, static_exc: Exception, *, timeout: float) -> Branch:

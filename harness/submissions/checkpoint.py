@@ -30,9 +30,11 @@ class LoadInfo:
     sha256: str | None
     trained: bool
     notes: list[str] = field(default_factory=list)
+    saved_on: list[str] = field(default_factory=list)  # storage locations recorded in the file ("cuda:0")
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "sha256": self.sha256, "trained": self.trained, "notes": list(self.notes)}
+        return {"path": self.path, "sha256": self.sha256, "trained": self.trained, "notes": list(self.notes),
+                "saved_on": list(self.saved_on)}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -65,13 +67,23 @@ def checkpoint_path(entry, zoo_dir: str | Path | None) -> Path | None:
     return resolve_in_zoo(entry.checkpoint, zoo_dir, entry.name)
 
 
-def read_checkpoint(path: str | Path, name: str = ""):
-    """``torch.load`` with ``weights_only=True`` on the CPU; unsafe pickles are refused."""
+def read_checkpoint(path: str | Path, name: str = "", locations: set | None = None):
+    """``torch.load`` with ``weights_only=True`` on the CPU; unsafe pickles are refused.
+
+    Tensors saved from CUDA load on the CPU; the storage locations the file records ("cuda:0")
+    are added to ``locations`` when given.
+    """
     import torch
 
     label = f"{name}: " if name else ""
+
+    def to_cpu(storage, location):
+        if locations is not None:
+            locations.add(str(location))
+        return storage  # already deserialised on the CPU
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=to_cpu, weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise LoadError(
@@ -203,7 +215,11 @@ def load_entry_checkpoint(model, entry, zoo_dir) -> LoadInfo:
     digest = sha256_file(path)
     if entry.sha256 and digest != entry.sha256:
         raise LoadError(f"{entry.name}: checkpoint {path.name} has sha256 {digest[:12]}..., the card expects {entry.sha256[:12]}...")
-    obj = read_checkpoint(path, entry.name)
+    locations: set = set()
+    obj = read_checkpoint(path, entry.name, locations)
     state, notes = unwrap(obj, state_key=entry.state_key, key_map=entry.key_map, name=entry.name)
+    cuda = sorted(loc for loc in locations if loc.startswith("cuda"))
+    if cuda:
+        notes.append(f"checkpoint saved from CUDA tensors ({', '.join(cuda)}); mapped to the CPU on load (map_location)")
     load_into(model, state, entry.name)
-    return LoadInfo(path=str(path), sha256=digest, trained=True, notes=notes)
+    return LoadInfo(path=str(path), sha256=digest, trained=True, notes=notes, saved_on=sorted(locations))

@@ -1,29 +1,43 @@
 """Find the entries in a models folder.
 
-Every ``*.py`` file in the folder is imported (files starting with ``_`` are helpers and
-are not imported on their own). A file declares its entries in one of three ways, in
-this order of precedence:
+A models folder holds submissions of three kinds (see :mod:`harness.submissions.importing`):
 
-1. a sidecar card ``<stem>.toml`` beside it (the team's code stays untouched);
-2. a module-level list ``ENTRIES = [Entry(...), ...]`` in the file;
-3. nothing: a card is *inferred* (class named after the file's suffix, ``team07_FooNet.py``
-   -> ``FooNet``, default constructor, checkpoint ``<stem>.pth``), printed, and marked
-   ``source="inferred"``. Files where no card can be inferred are reported as problems.
+* a model file ``X.py`` (files starting with ``_`` are helpers and are not imported on their own);
+* a package folder ``X/``, with or without ``__init__.py``, whose modules import each other with
+  relative imports or as ``models.X.block``;
+* a card-only sidecar ``X.toml`` with neither ``X.py`` nor ``X/`` beside it, whose ``module``
+  names the code (for example the organizers' ``imdn_baseline`` with a team's checkpoint).
 
+While a folder is read, ``models`` resolves inside it only. A submission declares its entries in
+one of three ways, in this order of precedence:
+
+1. a sidecar card ``X.toml`` beside the file or folder (the team's code stays untouched); it names
+   the class (``class``), and for a package the module holding it (``module``, or found by class name);
+2. a module-level list ``ENTRIES = [Entry(...), ...]`` in the file (in ``__init__.py`` for a package);
+3. nothing: a card is *inferred* (class named after the suffix, ``team07_FooNet.py`` -> ``FooNet``,
+   searched in every file of a package, default constructor, checkpoint ``X.pth``), printed, and
+   marked ``source="inferred"``. Submissions where no card can be inferred are reported as problems,
+   except shared files that other submissions import (``models/basicblock.py``): those are helpers.
+
+Folders that are not submissions (no Python file, a name that cannot be imported) are reported too.
 Duplicate entry names raise :class:`DiscoveryError`; an unknown name raises
 :class:`UnknownEntry` listing the known names and the close matches.
 """
 from __future__ import annotations
 
+import ast
 import difflib
-import importlib.util
 import inspect
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.core.card import CardError, Entry
+from harness.core.card import CardError, Entry, check_stub_imports
+from harness.submissions.importing import (
+    Unit, find_class, import_model_file, import_unit_module, install_stubs, literal_stub_imports, missing_extension,
+    models_imports, models_package, python_files, scoped_stubs, stub_suggestion, submission_units, unit_of_path,
+)
 
 try:
     import tomllib
@@ -34,7 +48,7 @@ except ModuleNotFoundError:  # Python 3.10
 SIDECAR_FIELDS = {
     "name", "class", "model", "args", "kwargs", "scale", "input_range", "checkpoint", "sha256",
     "state_key", "key_map", "deploy", "load_after_deploy", "requirements", "notes", "paper", "expected",
-    "team",
+    "team", "module", "stub_imports",
 }
 TEAM_FILE = re.compile(r"^team(\d{2,})_([A-Za-z0-9][A-Za-z0-9_]*)$")
 
@@ -50,12 +64,14 @@ class UnknownEntry(KeyError):
 
 @dataclass
 class Problem:
-    """A model file that yields no runnable entry; becomes an error record in a run."""
+    """A submission that yields no runnable entry; becomes an error record in a run."""
 
     file: str
     name: str
     status: str  # import_error | card_error | no_card
     error: str
+    stub_suggestion: list = field(default_factory=list)  # modules imported but never used (esr check's fix)
+    cuda_extension: str | None = None                     # the compiled extension an import needs
 
 
 @dataclass
@@ -64,36 +80,19 @@ class Catalog:
     entries: dict[str, Entry] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     inferred: list[str] = field(default_factory=list)
+    helpers: dict[str, list[str]] = field(default_factory=dict)   # shared file -> submissions importing it
+    not_submissions: list[dict] = field(default_factory=list)     # {"path", "name", "reason"}
 
     def names(self) -> list[str]:
         return sorted(self.entries)
 
 
-def import_file(path: Path, *, package: str = "esr_models"):
-    """Import one model file as ``esr_models.<stem>`` with its folder on ``sys.path``."""
-    path = Path(path).resolve()
-    module_name = f"{package}.{path.stem}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    folder = str(path.parent)
-    added = folder not in sys.path
-    if added:
-        sys.path.insert(0, folder)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    finally:
-        if added:
-            sys.path.remove(folder)
-    return module
+def import_file(path: Path, models_dir=None):
+    """Import one model file as ``models.<stem>``, with ``models`` resolving to its folder."""
+    return import_model_file(path, models_dir)
 
 
-def read_sidecar(path: Path, module) -> Entry:
+def read_sidecar(path: Path, module=None) -> Entry:
     """Build an Entry from a sidecar TOML card, resolving the class in ``module``."""
     entries = read_sidecar_entries(path, module)
     if len(entries) != 1:
@@ -101,8 +100,8 @@ def read_sidecar(path: Path, module) -> Entry:
     return entries[0]
 
 
-def read_sidecar_entries(path: Path, module) -> list[Entry]:
-    """Every card of a sidecar: a flat card, an ``[entry]`` table, or ``[[entry]]`` tables (each with a name)."""
+def sidecar_tables(path: Path) -> list[dict]:
+    """The card tables of a sidecar: a flat card, an ``[entry]`` table, or ``[[entry]]`` tables (each named)."""
     with open(path, "rb") as fh:
         data = tomllib.load(fh)
     tables = data.get("entry", data)
@@ -113,22 +112,91 @@ def read_sidecar_entries(path: Path, module) -> list[Entry]:
         names = [t.get("name") for t in tables]
         if len(tables) > 1 and (None in names or len(set(names)) != len(names)):
             raise CardError(f"{path.name}: each [[entry]] needs its own name, found {names}")
-        return [_sidecar_entry(path, module, dict(t)) for t in tables]
-    return [_sidecar_entry(path, module, dict(tables))]
+        return [dict(t) for t in tables]
+    return [dict(tables)]
 
 
-def _sidecar_entry(path: Path, module, data: dict) -> Entry:
+def read_sidecar_entries(path: Path, module=None, unit: Unit | None = None) -> list[Entry]:
+    """Every card of a sidecar. The class is resolved in ``module`` when given and the card names no
+    module; otherwise the card's ``module`` (or dotted ``class``) is imported below the sidecar's folder."""
+    path = Path(path)
+    if unit is None:  # with a module object given, the card describes the file beside it
+        unit = Unit(path.stem, path.with_suffix(".py"), "file") if module is not None else unit_of_path(path)
+    return [_sidecar_entry(path, module, unit, t) for t in sidecar_tables(path)]
+
+
+def _sidecar_entry(path: Path, module, unit: Unit, data: dict) -> Entry:
     unknown = set(data) - SIDECAR_FIELDS
     if unknown:
         raise CardError(f"{path.name}: unknown card fields {sorted(unknown)}; allowed: {sorted(SIDECAR_FIELDS)}")
     class_name = data.pop("class", None) or data.pop("model", None)
-    if not class_name:
-        raise CardError(f"{path.name}: the card needs 'class' (the model class name in {path.stem}.py)")
+    if not class_name or not isinstance(class_name, str):
+        raise CardError(f"{path.name}: the card needs 'class' (the model class name in {_where(unit)})")
     data.setdefault("name", path.stem)
     if "scale" not in data:
         raise CardError(f"{path.name}: the card needs 'scale' (for example scale = 4)")
-    model = resolve_class(module, class_name, path.with_suffix(".py").name)
-    return Entry(model=model, source="sidecar", file=str(path.with_suffix(".py")), **data)
+    module_name = data.pop("module", None)
+    if "." in class_name:
+        if module_name:
+            raise CardError(f"{path.name}: give the module once: either module = {module_name!r} or a dotted "
+                            f"class = {class_name!r}, not both")
+        module_name, class_name = class_name.rsplit(".", 1)
+    if module is not None and not module_name:
+        obj = resolve_class(module, class_name, _where(unit))
+        return Entry(model=obj, source="sidecar", file=str(unit.path), **data)
+    module_name = _strip_models(module_name) if module_name else _module_for(unit, class_name, path)
+    imported = import_code(unit, module_name)
+    obj = resolve_class(imported, class_name, _module_file(imported, module_name))
+    return Entry(model=obj, source="sidecar", file=str(unit.path), module=module_name, **data)
+
+
+def _strip_models(name: str) -> str:
+    return name[len("models."):] if name.startswith("models.") else name
+
+
+def _where(unit: Unit) -> str:
+    return {"file": f"{unit.name}.py", "package": f"the files of {unit.name}/", "card": "the module the card names"}[unit.kind]
+
+
+def _module_file(module, name: str) -> str:
+    where = getattr(module, "__file__", None)
+    return Path(where).name if where else name
+
+
+def _module_for(unit: Unit, class_name: str, path: Path) -> str:
+    """The module of the unit that holds ``class_name`` (a file: the file itself; a package: found by name)."""
+    if unit.kind == "file":
+        return unit.name
+    if unit.kind == "card":
+        raise CardError(f"{path.name}: a card without {unit.name}.py or {unit.name}/ beside it needs "
+                        f"module (the module below models/ that defines {class_name}, e.g. module = \"imdn_baseline\")")
+    hits = find_class(unit, class_name)
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        raise CardError(f"{path.name}: no file of {unit.name}/ defines class {class_name!r}; "
+                        f"add module = \"{unit.name}.<file>\" naming the module that provides it")
+    raise CardError(f"{path.name}: class {class_name!r} is defined in several modules ({', '.join(hits)}); "
+                    f"add module = \"{hits[0]}\" (or the right one) to the card")
+
+
+def import_code(unit: Unit, module_name: str):
+    """Import ``models.<module_name>`` for a unit (its own file, a module of its package, a shared file).
+
+    A :class:`CardError` raised while the code runs (an ``Entry(...)`` with a bad field) stays a card
+    error; anything else the code raises becomes :class:`ImportFailed`.
+    """
+    models_dir = unit.path.parent
+    try:
+        if unit.kind == "file" and module_name == unit.name:
+            return import_model_file(unit.path, models_dir)
+        return import_unit_module(models_dir, module_name, unit.path if unit.kind == "package" else None)
+    except CardError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a team's file may raise anything at import, SystemExit included
+        raise ImportFailed(exc) from exc
 
 
 def resolve_class(module, class_name: str, file_name: str):
@@ -161,69 +229,216 @@ def infer_card(path: Path, module) -> Entry | None:
         return None
     return Entry(
         name=path.stem, model=candidates[0], scale=4, input_range=1.0, checkpoint=f"{path.stem}.pth",
-        source="inferred", file=str(path),
+        source="inferred", file=str(path), module=path.stem,
         notes="inferred card: default constructor, scale 4, input range 1.0; add a sidecar card to confirm",
     )
 
 
+def _infer_package_card(unit: Unit) -> Entry | None:
+    """A package folder without a card: the one class named after the folder's suffix, in any of its files."""
+    match = TEAM_FILE.match(unit.name)
+    suffix = match.group(2) if match else unit.name
+    hits = find_class(unit, suffix, ignore_case=True)
+    if len(hits) != 1:
+        return None
+    module = import_code(unit, hits[0])
+    candidates = [v for n, v in vars(module).items()
+                  if inspect.isclass(v) and v.__module__ == module.__name__ and n.lower() == suffix.lower()]
+    if len(candidates) != 1:
+        return None
+    return Entry(
+        name=unit.name, model=candidates[0], scale=4, input_range=1.0, checkpoint=f"{unit.name}.pth",
+        source="inferred", file=str(unit.path), module=hits[0],
+        notes=f"inferred card: class {candidates[0].__name__} of {hits[0]}, default constructor, scale 4, input range "
+              f"1.0; add a sidecar {unit.name}.toml to confirm",
+    )
+
+
+def _declares_entries(path: Path) -> bool:
+    try:
+        tree = ast.parse(path.read_text(errors="replace"))
+    except (SyntaxError, ValueError, OSError):
+        return False
+    return any(isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "ENTRIES" for t in n.targets)
+               for n in tree.body)
+
+
+def _module_classes(unit: Unit, limit: int = 6) -> str:
+    """``file.Class`` for the nn.Module-looking classes of a package (read with ast), for messages."""
+    out = []
+    for path in python_files(unit):
+        try:
+            tree = ast.parse(path.read_text(errors="replace"))
+        except (SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and any("Module" in ast.unparse(b) for b in node.bases):
+                out.append(f"{path.stem}.{node.name}")
+    return ", ".join(out[:limit]) + (", ..." if len(out) > limit else "") if out else "none"
+
+
 def entries_of_file(path: Path, *, infer: bool = True) -> tuple[list[Entry], Problem | None]:
-    """Import one file and return its entries, or a problem describing why it has none."""
-    path = Path(path)
+    """Import one submission and return its entries, or a problem describing why it has none.
+
+    ``path`` is a model file, a package folder, or a sidecar card (beside either, or alone). While it
+    is imported, ``models`` resolves to the submission's folder; a caller that keeps using the models
+    afterwards (the worker) installs that package for its whole life first, so nothing is undone.
+    """
+    unit = unit_of_path(path)
+    with models_package(unit.path.parent):
+        return entries_of_unit(unit, infer=infer)
+
+
+class ImportFailed(Exception):
+    """Importing a submission's code raised ``original`` (kept with its traceback)."""
+
+    def __init__(self, original: BaseException):
+        super().__init__(str(original))
+        self.original = original
+
+
+def entries_of_unit(unit: Unit, *, infer: bool = True) -> tuple[list[Entry], Problem | None]:
+    """Entries of one unit (``models`` must already resolve to its folder); stubs it declares stay installed."""
+    label = {"file": unit.path.name, "package": f"{unit.name}/", "card": unit.path.name}[unit.kind]
+    sidecar = unit.path if unit.kind == "card" else unit.sidecar
+    tables = None
     try:
-        module = import_file(path)
-    except CardError as exc:  # an Entry(...) with a bad field, raised while the module runs
-        return [], Problem(str(path), path.stem, "card_error", f"{path.stem}: bad card: {one_line(exc)}")
-    except BaseException as exc:  # a team's file may raise anything at import, SystemExit included
-        return [], Problem(str(path), path.stem, "import_error", f"{path.stem}: import of {path.name} failed: {one_line(exc)}")
-    try:
-        sidecar = path.with_suffix(".toml")
         if sidecar.is_file():
-            return read_sidecar_entries(sidecar, module), None
-        declared = getattr(module, "ENTRIES", None)
-        if declared is not None:
-            entries = list(declared)
-            for e in entries:
-                if not isinstance(e, Entry):
-                    raise CardError(f"{path.name}: ENTRIES must hold harness.core.card.Entry objects, found {type(e).__name__}")
-                e.file = str(path)
-            return entries, None
-        if infer:
-            card = infer_card(path, module)
-            if card is not None:
-                return [card], None
-        return [], Problem(
-            str(path), path.stem, "no_card",
-            f"{path.stem}: {path.name} declares no entry (no ENTRIES list, no {path.stem}.toml sidecar, "
-            f"and no class named after the file to infer one from)",
-        )
+            tables = sidecar_tables(sidecar)
+            stubs = [s for t in tables for s in check_stub_imports(sidecar.name, t.get("stub_imports", []))]
+        else:
+            init = unit.path / "__init__.py" if unit.kind == "package" else unit.path
+            stubs = check_stub_imports(label, literal_stub_imports([init] if init.is_file() else []))
+        install_stubs(list(dict.fromkeys(stubs)))
+        if tables is not None:
+            entries = [_sidecar_entry(sidecar, None, unit, dict(t)) for t in tables]
+        else:
+            entries = _declared_or_inferred(unit, infer)
+        if entries is None:
+            return [], _no_card(unit, label)
+        return entries, None
+    except ImportFailed as exc:
+        return [], _import_problem(unit, label, exc.original)
     except (CardError, TypeError, ValueError, tomllib.TOMLDecodeError) as exc:
-        return [], Problem(str(path), path.stem, "card_error", f"{path.stem}: bad card: {one_line(exc)}")
+        return [], Problem(str(unit.path), unit.name, "card_error", f"{unit.name}: bad card: {one_line(exc)}")
+
+
+def _declared_or_inferred(unit: Unit, infer: bool) -> list[Entry] | None:
+    if unit.kind == "card":
+        return None
+    if unit.kind == "package":
+        init = unit.path / "__init__.py"
+        if not (init.is_file() and _declares_entries(init)):
+            card = _infer_package_card(unit) if infer else None
+            return [card] if card else None
+        owner = f"{unit.name}/__init__.py"
+    else:
+        owner = unit.path.name
+    module = import_code(unit, unit.name)
+    declared = getattr(module, "ENTRIES", None)
+    if declared is not None:
+        entries = list(declared)
+        for e in entries:
+            if not isinstance(e, Entry):
+                raise CardError(f"{owner}: ENTRIES must hold harness.core.card.Entry objects, found {type(e).__name__}")
+            e.file = str(unit.path)
+            if e.module is None and getattr(e.model, "__module__", "").startswith("models."):
+                e.module = e.model.__module__[len("models."):]
+        return entries
+    if infer and unit.kind == "file":
+        card = infer_card(unit.path, module)
+        if card is not None:
+            return [card]
+    return None
+
+
+def _no_card(unit: Unit, label: str) -> Problem:
+    if unit.kind == "package":
+        why = (f"{unit.name}: folder {label} declares no entry (no {unit.name}.toml sidecar beside it, no ENTRIES in "
+               f"its __init__.py, and no class named after the folder to infer one from; classes there: "
+               f"{_module_classes(unit)}); add a sidecar {unit.name}.toml with module and class")
+    elif unit.kind == "card":
+        why = f"{unit.name}: card {label} has no {unit.name}.py or {unit.name}/ beside it and names no module"
+    else:
+        why = (f"{unit.name}: {label} declares no entry (no ENTRIES list, no {unit.name}.toml sidecar, "
+               f"and no class named after the file to infer one from)")
+    return Problem(str(unit.path), unit.name, "no_card", why)
+
+
+def _import_problem(unit: Unit, label: str, exc: BaseException) -> Problem:
+    extension = missing_extension(exc)
+    if extension:
+        return Problem(str(unit.path), unit.name, "import_error",
+                       f"{unit.name}: needs the compiled extension {extension}, which is not available here "
+                       f"(import of {label} failed: {one_line(exc)})", cuda_extension=extension)
+    problem = Problem(str(unit.path), unit.name, "import_error", f"{unit.name}: import of {label} failed: {one_line(exc)}")
+    hint = stub_suggestion(exc, unit.path.parent)
+    if hint:
+        modules, where = hint
+        problem.stub_suggestion = modules
+        problem.error += (f"; {where.name} never uses what it imports from {', '.join(modules)}: declare "
+                          f"stub_imports = {_toml_list(modules)} on the card")
+    return problem
+
+
+def _toml_list(items) -> str:
+    return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
 def discover(models_dir: str | Path, *, infer: bool = True) -> Catalog:
-    """Import every model file in ``models_dir`` and collect its entries."""
+    """Import every submission in ``models_dir`` and collect its entries."""
     folder = Path(models_dir)
     if not folder.is_dir():
         raise DiscoveryError(f"models folder {folder} does not exist")
     catalog = Catalog(folder=str(folder))
-    for path in sorted(folder.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
-        entries, problem = entries_of_file(path, infer=infer)
-        if problem:
-            catalog.problems.append(problem)
-        for entry in entries:
-            clash = [n for n in catalog.entries if n.casefold() == entry.name.casefold()]
-            if clash:
-                other = catalog.entries[clash[0]].file
-                raise DiscoveryError(
-                    f"duplicate entry name {entry.name!r} in {Path(other).name} and {path.name}; "
-                    f"known entries: {', '.join(catalog.names())}"
-                )
-            catalog.entries[entry.name] = entry
-            if entry.source == "inferred":
-                catalog.inferred.append(entry.name)
+    units, others = submission_units(folder)
+    catalog.not_submissions = [vars(o) for o in others]
+    with models_package(folder):
+        for unit in units:
+            with scoped_stubs():  # one unit's stubs never leak into the next one's imports
+                entries, problem = entries_of_unit(unit, infer=infer)
+            if problem:
+                catalog.problems.append(problem)
+            for entry in entries:
+                clash = [n for n in catalog.entries if n.casefold() == entry.name.casefold()]
+                if clash:
+                    other = catalog.entries[clash[0]].file
+                    raise DiscoveryError(
+                        f"duplicate entry name {entry.name!r} in {Path(other).name} and {unit.path.name}; "
+                        f"known entries: {', '.join(catalog.names())}"
+                    )
+                catalog.entries[entry.name] = entry
+                if entry.source == "inferred":
+                    catalog.inferred.append(entry.name)
+    _classify_helpers(catalog, units)
     return catalog
+
+
+def _classify_helpers(catalog: Catalog, units: list[Unit]) -> None:
+    """A no-card file or folder that other submissions import (``models/basicblock.py``) is a helper, not a problem."""
+    users = helper_users(units, [e.to_dict() for e in catalog.entries.values()])
+    kept = []
+    for problem in catalog.problems:
+        if problem.status == "no_card" and problem.name in users:
+            catalog.helpers[problem.name] = users[problem.name]
+        else:
+            kept.append(problem)
+    catalog.problems = kept
+
+
+def helper_users(units: list[Unit], cards: list[dict]) -> dict[str, list[str]]:
+    """unit name -> the submissions that import it (``models.<name>`` in their files, or a card's ``module``)."""
+    users: dict[str, set] = {}
+    for unit in units:
+        for path in python_files(unit):
+            for used in models_imports(path):
+                if used != unit.name:
+                    users.setdefault(used, set()).add(unit.name)
+    for card in cards:  # cards that use another unit's module (module = "imdn_baseline")
+        module, own = card.get("module"), Path(card.get("file") or "").stem
+        if module and module.split(".")[0] != own:
+            users.setdefault(module.split(".")[0], set()).add(card["name"])
+    return {name: sorted(v) for name, v in users.items()}
 
 
 def get_entry(catalog: Catalog, name: str) -> Entry:
@@ -248,14 +463,16 @@ def catalog_to_json(catalog: Catalog) -> dict:
         "entries": {name: e.to_dict() for name, e in sorted(catalog.entries.items())},
         "problems": [vars(p) for p in catalog.problems],
         "inferred": list(catalog.inferred),
+        "helpers": dict(catalog.helpers),
+        "not_submissions": list(catalog.not_submissions),
     }
 
 
 def discover_isolated(models_dir: str | Path, out_dir: str | Path, *, timeout_s: float = 600.0) -> dict:
-    """The catalog JSON of ``models_dir``, importing each file in its own forked process.
+    """The catalog JSON of ``models_dir``, importing each submission in its own forked process.
 
     Runs in the (confined) discovery subprocess: this process imports torch once, then forks
-    one child per model file. A file that hangs past ``timeout_s``, exits (``os._exit``,
+    one child per submission (model file, package folder or card-only sidecar). A file that hangs past ``timeout_s``, exits (``os._exit``,
     ``sys.exit``), crashes, changes the working directory or patches the harness at import
     affects only its own child: it becomes an ``import_error`` problem and every other file is
     read as if it were alone. ``out_dir`` holds one result file per child.
@@ -273,9 +490,12 @@ def discover_isolated(models_dir: str | Path, out_dir: str | Path, *, timeout_s:
         import torch  # noqa: F401
     except ImportError:
         pass
-    result = {"folder": str(models_dir), "entries": {}, "problems": [], "inferred": []}
+    units, others = submission_units(folder)
+    result = {"folder": str(models_dir), "entries": {}, "problems": [], "inferred": [], "helpers": {},
+              "not_submissions": [vars(o) for o in others]}
     seen: dict[str, str] = {}  # case-folded name -> file
-    for index, path in enumerate(p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")):
+    for index, unit in enumerate(units):
+        path = unit.path
         out = Path(out_dir) / f"file-{index}.json"
         out.unlink(missing_ok=True)
         pid = os.fork()
@@ -314,8 +534,8 @@ def discover_isolated(models_dir: str | Path, out_dir: str | Path, *, timeout_s:
                 code = os.waitstatus_to_exitcode(status)
                 why = (f"ended the process at import (killed by signal {-code})" if code < 0 else
                        f"ended the process at import (exit code {code}: os._exit or sys.exit in the file?)")
-            data = {"entries": [], "problem": vars(Problem(str(path), path.stem, "import_error",
-                                                           f"{path.stem}: import of {path.name} {why}"))}
+            data = {"entries": [], "problem": vars(Problem(str(path), unit.name, "import_error",
+                                                           f"{unit.name}: import of {path.name} {why}"))}
         if data["problem"]:
             result["problems"].append(data["problem"])
         for card in data["entries"]:
@@ -332,6 +552,10 @@ def discover_isolated(models_dir: str | Path, out_dir: str | Path, *, timeout_s:
             if card.get("source") == "inferred":
                 result["inferred"].append(name)
     result["entries"] = dict(sorted(result["entries"].items()))
+    users = helper_users(units, list(result["entries"].values()))
+    helpers = [p for p in result["problems"] if p["status"] == "no_card" and p["name"] in users]
+    result["problems"] = [p for p in result["problems"] if p not in helpers]
+    result["helpers"] = {p["name"]: users[p["name"]] for p in helpers}
     return result
 
 
