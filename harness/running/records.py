@@ -85,8 +85,8 @@ def source_files(file: str | Path, models: str | Path) -> list[Path]:
         rel = file.relative_to(models)
     except ValueError:
         rel = None
-    if rel is not None and len(rel.parts) > 1:
-        folder = models / rel.parts[0]
+    if file.is_dir() or (rel is not None and len(rel.parts) > 1):
+        folder = file if file.is_dir() and (rel is None or len(rel.parts) <= 1) else models / rel.parts[0]
         return sorted(p for p in folder.rglob("*")
                       if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
