@@ -118,6 +118,7 @@ class _ArtefactProbe:
         self.conv_mode = [0, 0]  # calls, MACs
         self.opaque = {}  # op name -> [calls, MACs or None]
         self._patched = None
+        self._saved = None
         self._modes = []
 
     def __enter__(self):
@@ -127,7 +128,16 @@ class _ArtefactProbe:
         from torch.utils.flop_counter import FlopCounterMode
 
         probe = self
-        original = torch.autograd.Function.apply.__func__
+        import inspect
+
+        # torch <= 2.13: a Python classmethod on Function; later: a C classmethod inherited from _FunctionBase
+        self._saved = torch.autograd.Function.__dict__.get("apply")
+        raw = inspect.getattr_static(torch.autograd.Function, "apply")
+        if isinstance(raw, classmethod):
+            original = raw.__func__
+        else:
+            def original(cls, *args, **kwargs):
+                return raw.__get__(None, cls)(*args, **kwargs)
         depth = [0]
 
         def apply(cls, *args, **kwargs):
@@ -190,7 +200,10 @@ class _ArtefactProbe:
             mode.__exit__(None, None, None)
         self._modes = []
         if self._patched is not None:
-            torch.autograd.Function.apply = classmethod(self._patched)
+            if self._saved is not None:
+                torch.autograd.Function.apply = self._saved
+            else:  # it was inherited: remove the patch so the C method shows through again
+                del torch.autograd.Function.apply
             self._patched = None
         return False
 

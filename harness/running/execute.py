@@ -297,6 +297,8 @@ def assemble(job: dict, report, passes: dict, quality: Quality, started: float) 
     """The record, from the checked worker report, the parent's quality figures and cross-checks."""
     import statistics
 
+    from harness.measure.timing import runtime_stats
+
     name = job["entry"]
     settings = RunSettings.from_dict(job["settings"])
     images = {s: [p.name for p in split.pairs] for s, split in quality.splits.items()}
@@ -342,7 +344,8 @@ def assemble(job: dict, report, passes: dict, quality: Quality, started: float) 
         "trained": expected_trained, "key": job.get("key"), "source_hash": job.get("source_hash"),
         "card": card, "metrics": metrics, "raw": raw,
         "complexity": content.get("complexity"),
-        "runtime": dict(content.get("runtime") or {}, trial_means_ms=trial_means),
+        "runtime": dict(content.get("runtime") or {}, trial_means_ms=trial_means,
+                        stats={s: runtime_stats(v["runtime_ms"]) for s, v in content["raw"].items()}),
         "memory": content.get("memory"), "deploy": content.get("deploy"), "load": load, "flags": flags,
         "settings": job["settings"], "data": job.get("data", {}),
         "quality": quality.placement(),

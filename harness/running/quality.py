@@ -57,6 +57,7 @@ class Quality:
         self.sinks = list(sinks)
         self.values = {name: {k: [None] * len(s.pairs) for k in KEYS} for name, s in splits.items()}
         self.seconds = 0.0  # time spent scoring (the worker waits meanwhile)
+        self.split_seconds = {}
         self.identical = []  # images whose SR output equals the HR bit for bit
 
     def expected_shape(self, split: str, index: int) -> tuple:
@@ -84,6 +85,7 @@ class Quality:
         if np.array_equal(sr, pair.hr):
             self.identical.append(f"{split}/{pair.name}")
         self.seconds += perf_counter() - started
+        self.split_seconds[split] = self.split_seconds.get(split, 0.0) + perf_counter() - started
         for sink in self.sinks:
             sink(split, index, pair.name, sr)
         return out
@@ -113,6 +115,6 @@ class Quality:
 
     def placement(self) -> dict:
         """``record["quality"]``: where and how the figures were computed."""
-        return {"computed_by": "harness.running.quality", "process": "parent (no team code)", "pid": os.getpid(),
-                "device": "cpu", "transport": "pipe (uint8 RGB frames)", "crop_border": self.crop_border,
-                "seconds": round(self.seconds, 3)}
+        return {"where": "host", "computed_by": "harness.running.quality", "process": "parent (no team code)",
+                "pid": os.getpid(), "device": "cpu", "transport": "pipe (uint8 RGB frames)", "overlap": False,
+                "crop_border": self.crop_border, "seconds": {s: round(v, 3) for s, v in self.split_seconds.items()}}
