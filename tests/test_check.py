@@ -140,7 +140,7 @@ def test_clean_submission_passes_with_exit_0(tmp_path, capsys, hr_folder):
     assert "MACs x1," in estimate
     assert line(lines, "✓ operators") == ("✓ operators: team07_Tiny: fvcore does not count: aten::pixel_shuffle x1 "
                                           "(element-wise or data movement: no MACs by definition)")
-    assert lines[-1] == "OK: 14 passed, 0 warnings, 0 failed, 0 skipped"
+    assert lines[-1] == "OK: 15 passed, 0 warnings, 0 failed, 0 skipped"
     results = json.loads(json_out.read_text())
     assert [r["name"] for r in results] == [
         "naming", "single file", "card", "builds on CPU", "checkpoint", "checkpoint keys", "deploy", "output",
