@@ -123,7 +123,7 @@ def test_clean_submission_passes_with_exit_0(tmp_path, capsys, hr_folder):
     folder = submission(tmp_path / "sub")
     json_out = tmp_path / "checks.json"
     code, lines = check(folder, capsys, hr_folder, "--track", "ntire2024", "--models", str(models),
-                        "--baseline-zoo", str(models), "--json", str(json_out))
+                        "--baseline-zoo", str(models), "--json", str(json_out), "--no-score")
     assert code == 0
     assert not [ln for ln in lines if ln.startswith(("✗", "!"))], "\n".join(lines)
     assert line(lines, "✓ naming") == "✓ naming: team07_Tiny.py with sidecar team07_Tiny.toml"
@@ -140,10 +140,11 @@ def test_clean_submission_passes_with_exit_0(tmp_path, capsys, hr_folder):
     assert "MACs x1," in estimate
     assert line(lines, "✓ operators") == ("✓ operators: team07_Tiny: fvcore does not count: aten::pixel_shuffle x1 "
                                           "(element-wise or data movement: no MACs by definition)")
+    assert line(lines, "✓ isolation").startswith("✓ isolation: model checks ran confined (namespaces")
     assert lines[-1] == "OK: 15 passed, 0 warnings, 0 failed, 0 skipped"
     results = json.loads(json_out.read_text())
     assert [r["name"] for r in results] == [
-        "naming", "single file", "card", "builds on CPU", "checkpoint", "checkpoint keys", "deploy", "output",
+        "naming", "single file", "isolation", "card", "builds on CPU", "checkpoint", "checkpoint keys", "deploy", "output",
         "no lazy fusion", "determinism", "input range", "operators", "requirements", "estimate"]
 
 

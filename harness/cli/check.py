@@ -21,8 +21,17 @@ def add_arguments(p) -> None:
     p.add_argument("--data", default=None, help="images for the input-range check: 'builtin' (default) or a folder")
     p.add_argument("--track", default=None, help="compare params, MACs and runtime with this track's baseline entry")
     p.add_argument("--models", type=Path, default=default_models(), help="folder holding the baseline entry (default: models/)")
-    p.add_argument("--baseline-zoo", type=Path, default=default_zoo(), help="checkpoints of the baseline entry")
+    p.add_argument("--baseline-zoo", type=Path, default=default_zoo(),
+                   help="checkpoints of the baseline entry (default: $ESR_ZOO, else model_zoo/)")
     p.add_argument("--input", default=DEFAULT_INPUT, help=f"LR input of the estimate (default {DEFAULT_INPUT})")
+    p.add_argument("--test", default=None,
+                   help="with --track: test split of the score estimate (default: the --data images again)")
+    p.add_argument("--trials", type=int, default=3, help="with --track: timed passes per split (default 3)")
+    p.add_argument("--device", default="auto", help="with --track: device of the score estimate (default auto)")
+    p.add_argument("--threads", type=int, default=None, help="with --track: CPU threads of each worker (default: torch's)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="with --track: run folders of the estimate (default results/check-<track>/)")
+    p.add_argument("--no-score", action="store_true", help="with --track: only the ratios, no score estimate")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for the model checks (default 600)")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")
     add_confinement_arguments(p)
@@ -134,5 +143,46 @@ def main(args) -> int:
     render(results, console, f"esr check {args.path}")
     if args.json:
         args.json.write_text(json.dumps([r.to_dict() for r in results], indent=1))
-    return exit_code(results)
+    code = exit_code(results)
+    if args.track and not args.no_score:
+        code = max(code, score_estimate(args, shape, console, checks_failed=bool(code)))
+    return code
+
+
+def score_estimate(args, shape, console, *, checks_failed: bool) -> int:
+    """The estimated score under ``--track`` beside the baseline (harness.cli.estimate); 0, 1 or 2."""
+    from rich.text import Text
+
+    from harness.cli.estimate import EstimateError, estimate, report_lines
+    from harness.running.errors import RunError
+    from harness.running.settings import RunSettings
+    from leaderboard.tracks import TrackError, load_track
+
+    console.print()
+    if checks_failed:
+        console.print(Text(f"score estimate under {args.track}: skipped, fix the failed checks first", style="yellow"))
+        return 0
+    try:
+        load_track(args.track)
+    except TrackError:
+        console.print(Text(f"score estimate: no rule file leaderboard/tracks/{args.track}.toml: ratios only", style="yellow"))
+        return 0
+    try:
+        settings = RunSettings(device=args.device, trials=args.trials, input_shape=shape, timeout_s=args.timeout,
+                               threads=args.threads)
+        est = estimate(args.path, track=args.track, zoo=args.zoo, baseline_zoo=args.baseline_zoo, models=args.models,
+                       data=args.data, test=args.test, settings=settings, out=args.out)
+    except EstimateError as exc:  # e.g. no baseline entry in --models: the checklist still stands
+        console.print(Text(f"score estimate under {args.track}: not made: {exc}", style="yellow"))
+        return 0
+    except (RunError, TrackError, ValueError) as exc:
+        console.print(Text(f"esr check: score estimate: {exc}", style="red"))
+        return 2
+    for line in report_lines(est):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"run folders: {est.out / 'team'}, {est.out / 'baseline'} "
+                  f"(esr rank {est.out / 'team'} {est.out / 'baseline'} --track {est.track.name})",
+                  markup=False, highlight=False, soft_wrap=True)
+    failed = [t for t in est.teams if t.record.get("status") not in ("ok", "untrained")]
+    return 1 if failed else 0
 

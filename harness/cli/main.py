@@ -12,6 +12,7 @@ COMMANDS = {
     "list": ("harness.cli.list", "add_arguments", "main", "list the entries a models folder declares"),
     "profile": ("harness.cli.profile", "add_arguments", "main", "complexity of one entry without running data"),
     "check": ("harness.cli.check", "add_arguments", "main", "check one submission and print a checklist"),
+    "factsheet": ("harness.cli.factsheet", "add_arguments", "main", "print a record's factsheet figures (Markdown, LaTeX)"),
     "cards": ("harness.cli.cards", "add_arguments", "main", "write sidecar cards (from an NTIRE test_demo.py)"),
     "replay": ("harness.cli.replay", "add_arguments", "main", "replay a published challenge folder against an oracle"),
     "rank": ("leaderboard.cli", "add_rank_arguments", "rank_main", "rank records or a CSV under a track's rules"),

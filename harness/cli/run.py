@@ -37,6 +37,8 @@ def add_arguments(p) -> None:
     p.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble (recorded)")
     p.add_argument("--tile", type=int, default=None, help="tiled inference with this LR tile size (recorded)")
     p.add_argument("--overlap", type=int, default=16, help="LR overlap between tiles (default 16)")
+    p.add_argument("--save-sr", type=Path, default=None,
+                   help="write the uint8 SR outputs whose PSNR is reported as DIR/<entry>/<split>/<image>.png")
     p.add_argument("--force", action="store_true", help="re-measure entries whose record is complete")
     p.add_argument("--strict", action="store_true", help="exit non-zero if any entry failed")
     p.add_argument("--backend", choices=["local", "ray"], default="local", help="where entries run (default local)")
@@ -65,6 +67,7 @@ def settings_from_args(args) -> RunSettings:
         crop_border=args.crop_border if args.crop_border == "scale" else int(args.crop_border),
         threads=args.threads, input_shape=parse_shape(args.input), cudnn_benchmark=args.cudnn_benchmark,
         timeout_s=args.timeout, complexity=not args.no_complexity, modes=modes,
+        save_sr=str(args.save_sr.resolve()) if getattr(args, "save_sr", None) else None,
         sandbox=args.sandbox, memory_limit_mib=memory_limit_from_args(args),
     )
 

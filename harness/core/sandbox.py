@@ -387,7 +387,9 @@ class Confined:
 
     ``cmd``: the command; ``scratch``: the one writable folder (created if missing);
     ``hide``: folders replaced by an empty read-only folder for the process (for example the
-    run folder or the data with the ground truth); ``memory_limit_mib``: limit of the whole
+    run folder or the data with the ground truth; the scratch folder must not lie inside one,
+    and what the process needs from a hidden folder must be put into the scratch folder first);
+    ``memory_limit_mib``: limit of the whole
     tree (None: none). ``stdout``/``stderr``/``env``/``cwd`` as for :class:`subprocess.Popen`.
     """
 

@@ -55,6 +55,8 @@ def execute_job(job: dict, *, timeout_s: float | None = None, env: dict | None =
                 record["entry"] = name  # the record's file name comes from the job, never from the worker
                 record.setdefault("provenance", {})["wall_s"] = round(time.time() - started, 3)
                 record["isolation"] = isolation
+                if settings.get("save_sr") and record.get("status") in ("ok", "untrained"):
+                    record = _publish_sr(job, tmp, record, started, log_path, isolation)
                 return record
             code = outcome.returncode
             if code is not None and code < 0:
@@ -66,6 +68,18 @@ def execute_job(job: dict, *, timeout_s: float | None = None, env: dict | None =
                 os.unlink(log_path)
             except OSError:
                 pass
+
+
+def _publish_sr(job: dict, tmp: str, record: dict, started: float, log_path: Path, isolation: dict) -> dict:
+    """--save-sr: the parent writes the PNG files of the arrays the worker scored (harness.running.save_sr)."""
+    from harness.running.save_sr import SaveError, publish_sr
+
+    images = {split: list(info.get("images") or []) for split, info in (job.get("data") or {}).items()}
+    try:
+        record["sr_saved"] = publish_sr(Path(tmp) / "sr", job["entry"], images, job["settings"]["save_sr"])
+    except (SaveError, OSError) as exc:
+        return _failed(job, "run_error", f"{job['entry']}: {exc}", started, log_path, isolation)
+    return record
 
 
 def _failed(job: dict, status: str, error: str, started: float, log_path: Path, isolation: dict) -> dict:

@@ -244,7 +244,7 @@ def _run_locked(config: RunConfig, *, console=None, progress: bool = True) -> Ou
     reused, todo = [], []
     for job in jobs:
         existing = read_json(job["record"])
-        if not config.force and is_complete(existing, job["key"]):
+        if not config.force and is_complete(existing, job["key"]) and _has_saved_sr(existing, config.settings):
             reused.append(job["entry"])
         else:
             todo.append(job)
@@ -285,6 +285,14 @@ def split_helpers(problems: list[dict], models: Path) -> tuple[list[dict], list[
         else:
             kept.append(rec)
     return kept, notes
+
+
+def _has_saved_sr(record: dict, settings: RunSettings) -> bool:
+    """With --save-sr, a record is reused only if its SR images were saved into that folder."""
+    if not settings.save_sr or record.get("status") not in ("ok", "untrained"):
+        return True
+    saved = record.get("sr_saved") or {}
+    return saved.get("dir") == str(Path(settings.save_sr).resolve())
 
 
 def catalog_notes(catalog: dict) -> list[str]:

@@ -23,6 +23,8 @@ class RunSettings:
     sandbox: confinement of team code, ``auto`` | ``required`` | ``off`` (harness.core.sandbox).
     memory_limit_mib: memory limit of one entry's whole process tree (default 75 % of RAM;
         None: no limit); exceeding it kills only that entry, recorded as ``oom``.
+    save_sr: folder (absolute) where the uint8 SR outputs are written as PNG
+        (``<entry>/<split>/<image>.png``); None: not saved. Changes no measurement.
     """
 
     device: str = "cpu"
@@ -36,6 +38,7 @@ class RunSettings:
     modes: dict = field(default_factory=dict)
     sandbox: str = "auto"
     memory_limit_mib: int | None = field(default_factory=default_memory_limit_mib)
+    save_sr: str | None = None
 
     def __post_init__(self) -> None:
         check_mode(self.sandbox)
@@ -59,7 +62,7 @@ class RunSettings:
     def key_dict(self) -> dict:
         """The settings that change a measurement (timeout, sandbox and memory limit do not)."""
         d = self.to_dict()
-        for key in ("timeout_s", "sandbox", "memory_limit_mib"):
+        for key in ("timeout_s", "sandbox", "memory_limit_mib", "save_sr"):
             d.pop(key, None)
         return d
 
