@@ -197,3 +197,14 @@ def test_interrupted_run_resumes_without_redoing_finished_entries(tmp_path):
     assert outcome.reused == ["a_first"] and outcome.measured == ["b_second", "c_third"]
     assert first.stat().st_mtime_ns == stamp
     assert {r["entry"]: r["status"] for r in outcome.records} == {"a_first": "ok", "b_second": "ok", "c_third": "ok"}
+
+
+def test_load_error_record_still_carries_complexity(first_run):
+    """Complexity does not depend on the weights: a checkpoint that fails strict loading still gets
+    its figures, equal to those of the same model that loaded; the entry stays unranked."""
+    bad, good = first_run["records"]["bad_ckpt"], first_run["records"]["good"]
+    assert bad["status"] == "load_error" and "extra.weight" in bad["error"]
+    for key in ("params", "macs", "macs_legacy", "activations", "conv"):
+        assert bad["metrics"][key] == good["metrics"][key], key
+    assert bad["complexity"]["macs"] == 9 * 3 * 48 * 32 * 32
+    assert any("random weights" in f for f in bad["flags"])

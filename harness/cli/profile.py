@@ -77,8 +77,16 @@ def render(result: dict, console) -> None:
         console.print(unsupported)
     legacy = ", ".join(f"{k} {v / 1e9:.4f} G" for k, v in sorted(result["macs_legacy_parts"].items()))
     console.print(f"legacy counter parts: {legacy or '-'}", highlight=False)
-    if result["conv_calls"] != result["conv"]:
-        console.print(f"conv: {result['conv']} Conv2d modules called {result['conv_calls']} times", highlight=False)
+    if result["conv_modules"] != result["conv"]:
+        console.print(f"conv: {result['conv']} calls of {result['conv_modules']} Conv2d/ConvTranspose2d modules "
+                      f"(the 2022 organizers count calls)", highlight=False)
+    for key in ("macs", "macs_legacy"):
+        if result[f"{key}_corrected"] != result[key]:
+            console.print(f"[yellow]{key}: {result[key] / 1e9:.4f} G official convention, "
+                          f"{result[key + '_corrected'] / 1e9:.4f} G corrected[/]", highlight=False)
+    for a in result["artefacts"]:
+        hidden = "unknown" if a["hidden_macs"] is None else f"{a['hidden_macs'] / 1e9:.4f} G"
+        console.print(f"artefact {a['op']} x{a['calls']}: hides {hidden} ({a['counter']}): {a['cause']}", highlight=False)
     if result["uncalled_modules"]:
         console.print(f"[yellow]modules never called:[/] {', '.join(result['uncalled_modules'])}", highlight=False)
     deploy = result.get("deploy")
@@ -165,6 +173,11 @@ def main(args) -> int:
     except (ValueError, RunError, SandboxUnavailable) as exc:
         console.print(f"[red]esr profile: {exc}[/]", highlight=False)
         return 2
+    except Exception as exc:  # team code failed while counting: one line, never a traceback
+        from harness.submissions.discovery import one_line
+
+        console.print(f"[red]esr profile: {args.entry}: counting failed: {one_line(exc)}[/]", highlight=False)
+        return 1
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -44,10 +44,14 @@ LAYOUTS = {
     "narrow": {"params", "macs", "runtime_ms", "psnr_y", "ssim_y"},
 }
 QUALITY = {"psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"}
+CORRECTED = "\u2020"  # official-convention value that an artefact skews: the corrected one is in the notes
+CORRECTIONS = {"macs": "macs_corrected", "macs_legacy": "macs_legacy_corrected"}
 LEGEND = (
     "MACs are multiply-accumulates (the challenges call them FLOPs) at the run's complexity input; runtime is the "
     "mean over trials of the per-trial mean per image; quality of an untrained entry (no checkpoint) is '-': "
-    "measured without its weights it means nothing."
+    "measured without its weights it means nothing; \u2020 marks an official-convention MACs value that misses (or "
+    "miscounts) work: the corrected value is in the notes; 'no complexity' marks an entry whose complexity could not "
+    "be counted."
 )
 SHORT_LEGEND = "MACs = multiply-accumulates at the complexity input; ms = mean per image; full precision in the records."
 
@@ -96,10 +100,11 @@ def table_rows(records, layout: str = "full") -> tuple[list[str], list[list[str]
     rows = []
     for r in records:
         m = r.get("metrics", {})
-        row = [r["entry"], r["status"]]
+        row = [r["entry"], status_text(r)]
         for _, _, key, fmt, sfmt in COLUMNS:
             if keep is None or key in keep:
-                row.append((sfmt if short else fmt)(m[key]) if m.get(key) is not None else "-")
+                mark = CORRECTED if corrected(m, key) is not None else ""
+                row.append((sfmt if short else fmt)(m[key]) + mark if m.get(key) is not None else "-")
         for split in splits:
             for _, _, key, fmt, sfmt in SPLIT_COLUMNS:
                 if keep is not None and key not in keep:
@@ -113,6 +118,18 @@ def table_rows(records, layout: str = "full") -> tuple[list[str], list[list[str]
     return headers, rows
 
 
+def status_text(record) -> str:
+    """The status, with 'no complexity' when the counters failed on a measured entry."""
+    failed = isinstance(record.get("complexity"), dict) and "error" in record["complexity"]
+    return f"{record['status']} (no complexity)" if failed else record["status"]
+
+
+def corrected(metrics: dict, key: str):
+    """The corrected value of ``key`` when it differs from the official-convention one, else None."""
+    value = metrics.get(CORRECTIONS.get(key, ""))
+    return value if value is not None and metrics.get(key) is not None and value != metrics[key] else None
+
+
 def notes(records) -> list[str]:
     out = []
     untrained = [r["entry"] for r in records if r.get("status") == "untrained"]
@@ -123,6 +140,11 @@ def notes(records) -> list[str]:
     for r in records:
         if r.get("error"):
             out.append(f"{r['entry']} [{r['status']}]: {r['error']}")
+        m = r.get("metrics", {})
+        fixes = [f"{key} {m[key] / 1e9:.4f} G official, {corrected(m, key) / 1e9:.4f} G corrected"
+                 for key in CORRECTIONS if corrected(m, key) is not None]
+        if fixes:
+            out.append(f"{r['entry']} [{CORRECTED} corrected]: {'; '.join(fixes)}")
         for flag in r.get("flags") or []:
             out.append(f"{r['entry']} [flag]: {flag}")
     unconfined = [r for r in records if (r.get("isolation") or {}).get("mechanism") == "none"]
@@ -167,6 +189,7 @@ def rich_table(records, title: str = "", width: int | None = None):
     styles = {"ok": "green", "untrained": "yellow"}
     for r, row in zip(records, rows):
         row = list(row)
-        row[1] = f"[{styles.get(r['status'], 'red')}]{row[1]}[/]"
+        style = styles.get(r["status"], "red") if row[1] == r["status"] or r["status"] not in styles else "yellow"
+        row[1] = f"[{style}]{row[1]}[/]"
         table.add_row(*row)
     return table

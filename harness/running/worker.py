@@ -27,9 +27,11 @@ from harness.running.settings import RunSettings
 
 
 class StageError(RuntimeError):
-    def __init__(self, status: str, message: str):
+    def __init__(self, status: str, message: str, model=None):
         super().__init__(message)
         self.status = status
+        self.model = model  # load_error: the built model, so complexity is still counted
+        self.complexity = None
 
 
 class BadOutput(RuntimeError):
@@ -79,7 +81,7 @@ def prepare_model(entry, zoo_dir, device: str = "cpu") -> Prepared:
         if entry.deploy and not entry.load_after_deploy:
             deploy = apply_deploy(model, entry.deploy, name=entry.name)
     except LoadError as exc:
-        raise StageError("load_error", str(exc)) from exc
+        raise StageError("load_error", str(exc), model=model) from exc
     except DeployError as exc:
         raise StageError("deploy_error", str(exc)) from exc
     if deploy and not deploy["equivalent"]:
@@ -201,28 +203,25 @@ def measure(job: dict) -> dict:
     device = resolve_device(settings.device)
     session = job["_session"] = open_submission(job["file"], device)  # `models` = its folder; CUDA calls on a CPU
     entry = job["_entry"] = load_entry(job["file"], name)
-    prepared = prepare_model(entry, job.get("zoo"), device)
+    try:
+        prepared = prepare_model(entry, job.get("zoo"), device)
+    except StageError as exc:  # complexity does not depend on the weights: count the built model anyway
+        if exc.status == "load_error" and exc.model is not None and settings.complexity:
+            exc.complexity = complexity_without_weights(exc.model, entry, settings, device)
+        raise
     flags = list(prepared.flags)
     trained = prepared.load["trained"]
 
     complexity = None
     if settings.complexity:
-        from harness.measure.complexity import profile
-
-        try:
-            complexity = profile(prepared.model, input_shape=settings.input_shape, device=device,
-                                 input_range=entry.input_range)
-            flags.extend(complexity.get("flags", []))
-        except Exception as exc:  # an untraceable model still gets quality and speed
-            complexity = {"error": one_line(exc)}
-            flags.append(f"{name}: complexity could not be measured: {one_line(exc)}")
+        complexity = count_complexity(prepared.model, entry, settings, device, flags)
 
     from harness.measure.inference import wrap_forward
 
     forward, mode = wrap_forward(prepared.model, scale=entry.scale, **settings.modes)
     metrics = {"params": sum(p.numel() for p in prepared.model.parameters())}
     if complexity and "error" not in complexity:
-        for key in ("params", "macs", "macs_legacy", "activations", "conv"):
+        for key in COMPLEXITY_METRICS:
             if key in complexity:
                 metrics[key] = complexity[key]
     raw, trial_means, memory = {}, {}, {}
@@ -337,6 +336,48 @@ def cpu_name() -> str:
     return platform.processor() or "cpu"
 
 
+COMPLEXITY_METRICS = ("params", "macs", "macs_corrected", "macs_legacy", "macs_legacy_corrected", "activations", "conv")
+
+
+def count_complexity(model, entry, settings, device: str, flags: list) -> dict:
+    """``profile`` with its flags appended to ``flags``; a failure is recorded, never fatal."""
+    from harness.measure.complexity import profile
+
+    try:
+        complexity = profile(model, input_shape=settings.input_shape, device=device, input_range=entry.input_range)
+        flags.extend(complexity.get("flags", []))
+    except Exception as exc:  # an untraceable model still gets quality and speed
+        complexity = {"error": one_line(exc)}
+        flags.append(f"{entry.name}: complexity could not be measured: {one_line(exc)}")
+    return complexity
+
+
+def complexity_without_weights(model, entry, settings, device: str) -> dict:
+    """Complexity of a model whose checkpoint failed to load: its deploy step runs on the random
+    weights (the counts do not depend on them) and the figures go into the load_error record."""
+    flags = ["complexity counted on the built model with random weights (counts do not depend on the "
+             "weights); the entry is not ranked because its checkpoint did not load"]
+    if entry.deploy and not entry.load_after_deploy:
+        try:
+            apply_deploy(model, entry.deploy, name=entry.name)
+        except Exception as exc:  # noqa: BLE001 - count the training form then, and say so
+            flags.append(f"deploy step {entry.deploy!r} failed on random weights ({one_line(exc)}): counted before it")
+    model.eval().to(device)
+    complexity = count_complexity(model, entry, settings, device, flags)
+    complexity["flags"] = flags
+    return complexity
+
+
+def with_complexity(record: dict, complexity: dict | None) -> dict:
+    """Put complexity figures counted before a failure into the failure record."""
+    if complexity:
+        record["complexity"] = complexity
+        record.setdefault("flags", []).extend(complexity.get("flags", []))
+        if "error" not in complexity:
+            record["metrics"] = {k: complexity[k] for k in COMPLEXITY_METRICS if k in complexity}
+    return record
+
+
 def failure_record(job: dict, status: str, error: str, started: float, detail: str = "") -> dict:
     record = {
         "schema": SCHEMA, "entry": job["entry"], "status": status, "error": error, "trained": False,
@@ -355,7 +396,8 @@ def run_job(job: dict) -> dict:
     try:
         record = measure(job)
     except StageError as exc:
-        record = failure_record(job, exc.status, str(exc), started, traceback.format_exc())
+        record = with_complexity(failure_record(job, exc.status, str(exc), started, traceback.format_exc()),
+                                 exc.complexity)
     except BadOutput as exc:
         record = failure_record(job, "bad_output", str(exc), started, traceback.format_exc())
     except MemoryError as exc:
