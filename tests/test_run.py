@@ -93,6 +93,11 @@ def test_measured_record_has_metrics_raw_values_and_provenance(first_run):
     trial_means = [sum(t) / 6 for t in raw["runtime_ms"]]
     assert m["valid.runtime_ms"] == pytest.approx(sum(trial_means) / 2)
     assert m["valid.runtime_ms_best"] == pytest.approx(min(trial_means))
+    stats = rec["runtime"]["stats"]["valid"]
+    assert stats["trial_means_ms"] == pytest.approx(trial_means) and stats["best_ms"] == pytest.approx(min(trial_means))
+    assert stats["median_ms"] == pytest.approx(sum(trial_means) / 2)  # two trials: median = mean
+    assert stats["noisy"] == (stats["cv"] > 0.10) and stats["cv"] >= 0
+    assert rec["quality"]["where"] == "host" and rec["quality"]["seconds"]["valid"] >= 0
     assert m["valid.psnr_rgb"] == pytest.approx(sum(raw["psnr_rgb"]) / 6)
     assert all(math.isfinite(v) for v in raw["psnr_rgb"])
     prov = rec["provenance"]

@@ -153,3 +153,33 @@ def test_fingerprint_stable_and_sensitive():
         model[1].running_mean[0] += 1e-3  # a buffer changes the hash, not the param count
     fp2 = state_fingerprint(model)
     assert fp2[0] == fp[0] and fp2[1] != fp[1]
+
+
+def test_runtime_stats_on_synthetic_times():
+    from harness.measure.timing import NOISY_CV, runtime_stats
+
+    steady = runtime_stats([[10.0, 12.0], [11.0, 11.0], [10.5, 11.5]])
+    assert steady["trial_means_ms"] == [11.0, 11.0, 11.0]
+    assert steady["mean_ms"] == steady["median_ms"] == steady["best_ms"] == 11.0
+    assert steady["cv"] == 0.0 and steady["noisy"] is False
+    # trial means 10, 10, 13: mean 11, population std sqrt(2), cv = 0.1286 > 10%
+    busy = runtime_stats([[10.0], [10.0], [13.0]])
+    assert busy["median_ms"] == 10.0 and busy["best_ms"] == 10.0
+    assert busy["cv"] == pytest.approx(2 ** 0.5 / 11, rel=1e-12)
+    assert busy["noisy"] is True
+    # just under the threshold: means 9.5 and 10.5 -> cv 0.05; 9 and 11 -> exactly 0.10 is not noisy
+    assert runtime_stats([[9.5], [10.5]])["noisy"] is False
+    assert runtime_stats([[9.0], [11.0]])["cv"] == pytest.approx(NOISY_CV)
+    assert runtime_stats([[7.0, 9.0]])["cv"] == 0.0  # one trial: no spread to measure
+    with pytest.raises(ValueError, match="at least one trial"):
+        runtime_stats([])
+
+
+def test_timing_result_stats_from_run_timed():
+    clock = FakeClock()
+    fwd = ScriptedForward(clock, [1.0] + [4.0, 6.0, 5.0, 5.0, 8.0, 2.0])  # one warm-up: one shape
+    res = run_timed(fwd, make_inputs()[:2], trials=3, clock=clock)
+    stats = res.stats()
+    assert stats["trial_means_ms"] == pytest.approx([5.0, 5.0, 5.0])
+    assert stats["cv"] == pytest.approx(0.0, abs=1e-9) and not stats["noisy"]
+    assert [pytest.approx(t) for t in ([4.0, 6.0], [5.0, 5.0], [8.0, 2.0])] == res.per_image_ms  # kept raw

@@ -14,6 +14,9 @@ Protocol (recorded in ``TimingResult.protocol``):
 Statistics (ms per image): ``trial_means_ms[t]`` is the mean over images of trial ``t``;
 ``mean_ms`` is the mean of the trial means (NTIRE 2026, "mean of N runs"); ``best_ms`` the
 smallest trial mean (AIM 2019, "best of 3"). Raw times stay in ``per_image_ms``.
+``stats()`` adds the median of the trial means and their coefficient of variation
+(population standard deviation / mean; 0 for one trial), flagged ``noisy`` above
+``NOISY_CV`` (10%): the trials disagree, the machine was busy.
 
 ``state_fingerprint`` lives here because its job is deploy safety around timing: the
 worker takes it before and after the timed trials, and a change means the model
@@ -26,6 +29,26 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
+
+
+NOISY_CV = 0.10  # coefficient of variation of the trial means above which a split is flagged noisy
+
+
+def runtime_stats(per_image_ms: list[list[float]]) -> dict:
+    """Statistics of raw per-image times (trials x images, ms), as recorded in ``runtime.stats.<split>``.
+
+    ``trial_means_ms`` (mean over images, per trial), ``mean_ms`` (mean of trial means),
+    ``median_ms`` (median of trial means), ``best_ms`` (min of trial means), ``cv`` (population
+    standard deviation of the trial means / their mean; 0.0 for a single trial) and ``noisy``
+    (``cv > NOISY_CV``).
+    """
+    if not per_image_ms or any(not trial for trial in per_image_ms):
+        raise ValueError("runtime_stats: need at least one trial with at least one image time")
+    means = [statistics.fmean(t) for t in per_image_ms]
+    mean = statistics.fmean(means)
+    cv = statistics.pstdev(means) / mean if len(means) > 1 and mean > 0 else 0.0
+    return {"trial_means_ms": means, "mean_ms": mean, "median_ms": statistics.median(means),
+            "best_ms": min(means), "cv": cv, "noisy": cv > NOISY_CV}
 
 
 @dataclass
@@ -42,6 +65,10 @@ class TimingResult:
     def spread_ms(self) -> float:
         """max - min of the trial means."""
         return max(self.trial_means_ms) - min(self.trial_means_ms)
+
+    def stats(self) -> dict:
+        """``runtime_stats`` of the raw times: trial means, mean, median, best, cv, noisy."""
+        return runtime_stats(self.per_image_ms)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,7 +161,8 @@ def run_timed(forward: Callable, inputs: list, *, trials: int, device: str = "cp
                     on_output(trial, index, out)
                 del out
             per_image.append(times)
-    trial_means = [statistics.fmean(t) for t in per_image]
+    summary = runtime_stats(per_image)
+    trial_means = summary["trial_means_ms"]
     protocol = {
         "inference_mode": True,
         "batch": 1,
@@ -149,7 +177,9 @@ def run_timed(forward: Callable, inputs: list, *, trials: int, device: str = "cp
         "threads": torch.get_num_threads(),
         "transfer_timed": False,
         "statistics": {"runtime_ms": "mean of per-trial means (NTIRE 2026)",
-                       "runtime_ms_best": "min of per-trial means (AIM 2019)"},
+                       "runtime_ms_best": "min of per-trial means (AIM 2019)",
+                       "cv": "population std / mean of the per-trial means",
+                       "noisy": f"cv > {NOISY_CV}"},
     }
-    return TimingResult(per_image_ms=per_image, trial_means_ms=trial_means, mean_ms=statistics.fmean(trial_means),
-                        best_ms=min(trial_means), protocol=protocol)
+    return TimingResult(per_image_ms=per_image, trial_means_ms=trial_means, mean_ms=summary["mean_ms"],
+                        best_ms=summary["best_ms"], protocol=protocol)

@@ -140,7 +140,12 @@ def _sidecar_entry(path: Path, module, unit: Unit, data: dict) -> Entry:
         if module_name:
             raise CardError(f"{path.name}: give the module once: either module = {module_name!r} or a dotted "
                             f"class = {class_name!r}, not both")
+        dotted = class_name
         module_name, class_name = class_name.rsplit(".", 1)
+        base = unit.path.parent / _strip_models(module_name).replace(".", "/")
+        if not (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()):  # never a stdlib module
+            raise CardError(f"{path.name}: field 'class': no class {dotted!r}; a dotted class names a module of the "
+                            f"models folder (no {base.name}.py there) and an nn.Module subclass in it")
     if module is not None and not module_name:
         obj = resolve_class(module, class_name, _where(unit))
         return Entry(model=obj, source="sidecar", file=str(unit.path), **data)

@@ -1,0 +1,363 @@
+"""Speed at challenge scale: the harness's per-entry path against the organizers' flow, same images, one process.
+
+Run: ``python bench/bench_scale.py [--pairs 20] [--trials 3] [--entries span rlfn] [--device cpu]``.
+
+Data: a synthetic DIV2K-size set, ``--pairs`` HR images of 2040 x 1356 cut from shipped
+``skimage.data`` images enlarged with ``harness.data.bicubic.imresize`` (MATLAB bicubic), LR =
+``imresize(HR, 1/4)``; written as PNGs to a temporary folder for the organizers' flow.
+
+Harness (every entry of ``models/`` whose official checkpoint is found in ``$ESR_ZOO`` or
+``../shared/zoo``): the worker's real per-split path (``harness.running.worker.measure_split``:
+input conversion, warm-up, timed trials, output checks, uint8 conversion, all four quality
+figures on the first trial, peak memory). Columns per image (ms): ``forward`` (mean of the
+timed trials), ``quality`` (``metrics.quality``: PSNR and SSIM, RGB and Y), ``data``
+(``to_input``), ``other`` (the rest of the path's wall time: warm-up excluded, trial loop,
+synchronisation, checks, ``to_uint8``); one-off seconds per entry: ``start-up`` (a fresh
+interpreter importing torch and the worker, measured once), ``build``, ``load`` (checkpoint +
+deploy), ``complexity`` (``profile`` at 1x3x256x256; skipped without fvcore), ``warm-up``.
+The decoding of the PNGs is a one-off of the run (the harness decodes each file once).
+
+Organizers (rebuilt from what NTIRE's ``test_demo.py`` does per image): read the LR PNG
+(OpenCV, BGR to RGB), to a float tensor, forward, ``tensor2uint``, read the HR PNG, modcrop,
+float64 NumPy PSNR on RGB with border 4. Columns per image (ms): ``forward``, ``HR+PSNR``
+(decode the HR + PSNR-RGB) and ``non-fwd`` (everything but the forward). Their SSIM (OpenCV
+``filter2D`` with the 11 x 11 Gaussian in float64, per channel) is timed on the first pair.
+
+Ratios printed: harness quality / organizers' HR+PSNR (target <= 1.5) and harness
+(quality + data + other) / organizers' non-fwd (target <= 2.0). Values are checked to agree:
+on the same SR image the harness's PSNR-RGB equals theirs to 1e-9 dB and its SSIM-RGB equals
+their SSIM to 1e-6; the harness's own outputs differ by float32 ulps of the input (they divide
+by 255, the harness multiplies by 1/255), so their PSNRs agree to 1e-3 dB.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+H, W, SCALE = 1356, 2040, 4
+SOURCES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
+
+
+# ------------------------------------------------------------------ data
+
+def synthetic_pairs(n: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``n`` (name, HR 1356x2040x3, LR 339x510x3) pairs from shipped images, MATLAB bicubic."""
+    from skimage import data
+
+    from harness.data.bicubic import imresize
+
+    pairs = []
+    for i in range(n):
+        src = getattr(data, SOURCES[i % len(SOURCES)])()
+        factor = max(H / src.shape[0], W / src.shape[1]) * (1.0 + 0.1 * (i // len(SOURCES)))
+        big = imresize(src, float(factor))
+        y0 = (big.shape[0] - H) // 2 + (i // len(SOURCES))
+        x0 = (big.shape[1] - W) // 2
+        hr = np.ascontiguousarray(big[y0:y0 + H, x0:x0 + W])
+        pairs.append((f"{i:04d}", hr, imresize(hr, 1 / SCALE)))
+    return pairs
+
+
+def write_pngs(pairs, folder: Path) -> list[tuple[Path, Path]]:
+    paths = []
+    for name, hr, lr in pairs:
+        hp, lp = folder / f"{name}.png", folder / f"{name}x{SCALE}.png"
+        cv2.imwrite(str(hp), hr[..., ::-1])
+        cv2.imwrite(str(lp), lr[..., ::-1])
+        paths.append((lp, hp))
+    return paths
+
+
+# ------------------------------------------------------------------ organizers' flow (rebuilt)
+
+def imread_uint(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
+
+
+def uint2tensor4(img, data_range):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0 / data_range).unsqueeze(0)
+
+
+def tensor2uint(t, data_range):
+    img = t.data.squeeze().float().clamp_(0, data_range).cpu().numpy()
+    return np.uint8((np.transpose(img, (1, 2, 0)) * 255.0 / data_range).round())
+
+
+def org_psnr(a, b, border):
+    h, w = a.shape[:2]
+    a = a[border:h - border, border:w - border].astype(np.float64)
+    b = b[border:h - border, border:w - border].astype(np.float64)
+    mse = np.mean((a - b) ** 2)
+    return math.inf if mse == 0 else 20 * math.log10(255.0 / math.sqrt(mse))
+
+
+def org_ssim_plane(a, b):
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    k = cv2.getGaussianKernel(11, 1.5)
+    win = np.outer(k, k.transpose())
+    mu1 = cv2.filter2D(a, -1, win)[5:-5, 5:-5]
+    mu2 = cv2.filter2D(b, -1, win)[5:-5, 5:-5]
+    s1 = cv2.filter2D(a ** 2, -1, win)[5:-5, 5:-5] - mu1 ** 2
+    s2 = cv2.filter2D(b ** 2, -1, win)[5:-5, 5:-5] - mu2 ** 2
+    s12 = cv2.filter2D(a * b, -1, win)[5:-5, 5:-5] - mu1 * mu2
+    m = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1 ** 2 + mu2 ** 2 + c1) * (s1 + s2 + c2))
+    return m.mean()
+
+
+def org_ssim(a, b, border):
+    h, w = a.shape[:2]
+    a, b = a[border:h - border, border:w - border], b[border:h - border, border:w - border]
+    return float(np.mean([org_ssim_plane(a[..., c], b[..., c]) for c in range(3)]))
+
+
+def organizers_flow(model, data_range, paths, device) -> dict:
+    import torch
+
+    fwd, hr_psnr, non_fwd, psnrs, srs = [], [], [], [], []
+    with torch.no_grad():
+        for lp, hp in paths:
+            t0 = time.perf_counter()
+            x = uint2tensor4(imread_uint(lp), data_range).to(device)
+            t1 = time.perf_counter()
+            y = model(x)
+            if str(device).startswith("cuda"):
+                torch.cuda.synchronize()
+            t2 = time.perf_counter()
+            sr = tensor2uint(y, data_range)
+            t3 = time.perf_counter()
+            hr = imread_uint(hp)
+            hr = hr[:hr.shape[0] - hr.shape[0] % SCALE, :hr.shape[1] - hr.shape[1] % SCALE]
+            psnrs.append(org_psnr(sr, hr, SCALE))
+            t5 = time.perf_counter()
+            fwd.append(t2 - t1)
+            hr_psnr.append(t5 - t3)
+            non_fwd.append((t1 - t0) + (t5 - t2))
+            srs.append(sr)
+    return {"forward": fwd, "hr_psnr": hr_psnr, "non_fwd": non_fwd, "psnr": psnrs, "sr": srs}
+
+
+# ------------------------------------------------------------------ harness path
+
+class ForwardClock:
+    """Sums the host time inside the forward (synchronised on CUDA, so it covers the device work)."""
+
+    def __init__(self, forward, cuda: bool = False):
+        self.forward, self.s, self.cuda = forward, 0.0, cuda
+
+    def __call__(self, x):
+        import torch
+
+        t0 = time.perf_counter()
+        y = self.forward(x)
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.s += time.perf_counter() - t0
+        return y
+
+
+def startup_seconds() -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, cv2, harness.running.worker, harness.measure.metrics"],
+                   check=True, cwd=REPO)
+    return time.perf_counter() - t0
+
+
+def harness_entry(entry, zoo, split, settings, device, with_complexity: bool = True) -> dict:
+    import torch
+
+    from harness.running import worker
+
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    entry.build()
+    build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prepared = worker.prepare_model(entry, zoo, device)
+    load = max(0.0, time.perf_counter() - t0 - build)
+    complexity = None
+    try:
+        if not with_complexity:
+            raise ImportError
+        import fvcore  # noqa: F401
+
+        from harness.measure.complexity import profile
+
+        t0 = time.perf_counter()
+        profile(prepared.model, input_shape=(1, 3, 256, 256), device=device, input_range=entry.input_range)
+        complexity = time.perf_counter() - t0
+    except ImportError:
+        pass
+    data_s = [0.0]
+    real_to_input = worker.to_input
+
+    def timed_to_input(*args, **kwargs):
+        t = time.perf_counter()
+        x = real_to_input(*args, **kwargs)
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+        data_s[0] += time.perf_counter() - t
+        return x
+
+    clock = ForwardClock(prepared.model, str(device).startswith("cuda"))
+    worker.to_input = timed_to_input
+    try:
+        t0 = time.perf_counter()
+        res = worker.measure_split(prepared, split, settings, device, clock)
+        wall = time.perf_counter() - t0
+    finally:
+        worker.to_input = real_to_input
+    n = len(split.pairs)
+    timed_fwd = sum(sum(t) for t in res["runtime_ms"]) / 1e3
+    warmup = clock.s - timed_fwd  # one forward per distinct shape, inside clock.s
+    other = wall - clock.s - res["quality_seconds"] - data_s[0]
+    return {
+        "model": prepared.model, "forward_ms": res["mean_ms"], "quality_ms": 1e3 * res["quality_seconds"] / n,
+        "data_ms": 1e3 * data_s[0] / n, "other_ms": 1e3 * other / n, "build_s": build, "load_s": load,
+        "complexity_s": complexity, "warmup_s": warmup, "psnr_rgb": res["psnr_rgb"], "ssim_rgb": res["ssim_rgb"],
+        "stats": res["stats"],
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=20)
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--entries", nargs="*", help="entry names (default: every entry with its checkpoint)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-complexity", action="store_true", help="skip the complexity one-off")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from harness.data.splits import Pair, Split
+    from harness.running.settings import RunSettings
+    from harness.submissions.checkpoint import checkpoint_path
+    from harness.submissions.discovery import discover
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    zoo = Path(os.environ.get("ESR_ZOO") or REPO.parent / "shared" / "zoo")
+    catalog = discover(REPO / "models")
+    names = args.entries or [n for n, e in sorted(catalog.entries.items())
+                             if e.scale == SCALE and e.checkpoint and checkpoint_path(e, zoo).is_file()]
+    if not names:
+        print(f"bench_scale: no entry has its checkpoint in {zoo}; set ESR_ZOO", file=sys.stderr)
+        return 2
+
+    t0 = time.perf_counter()
+    pairs = synthetic_pairs(args.pairs)
+    make_s = time.perf_counter() - t0
+    tmp = tempfile.TemporaryDirectory(prefix="esr-bench-scale-")
+    paths = write_pngs(pairs, Path(tmp.name))
+    t0 = time.perf_counter()
+    decoded = [(name, imread_uint(hp), imread_uint(lp)) for (name, _, _), (lp, hp) in zip(pairs, paths)]
+    decode_s = time.perf_counter() - t0
+    split = Split(name="synthetic-div2k", split="valid", scale=SCALE,
+                  pairs=[Pair(name=n, hr=hr, lr=lr) for n, hr, lr in decoded], file_hash="-")
+    settings = RunSettings(trials=args.trials, device=args.device, complexity=False)
+    startup = startup_seconds()
+    from harness.measure.metrics import y_table
+
+    t0 = time.perf_counter()
+    y_table()  # the Y lookup table: built once per scoring process
+    table_s = time.perf_counter() - t0
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    print(f"machine: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+          f"OpenCV threads {cv2.getNumThreads()}, device {args.device}, torch {torch.__version__}, "
+          f"cv2 {cv2.__version__}; load average {os.getloadavg()[0]:.1f}")
+    print(f"data: {args.pairs} pairs HR {W}x{H}, LR {W // SCALE}x{H // SCALE} (made in {make_s:.1f} s); "
+          f"trials {args.trials}; run one-offs: decode all PNGs once {decode_s:.2f} s, worker start-up "
+          f"{startup:.2f} s (fresh interpreter, measured once, paid once per entry), Y table {table_s:.2f} s "
+          f"(once per scoring process)\n")
+
+    rows = []
+    for name in names:
+        entry = catalog.entries[name]
+        h = harness_entry(entry, zoo, split, settings, args.device, not args.no_complexity)
+        o = organizers_flow(h["model"], entry.input_range, paths, args.device)
+        from harness.measure.metrics import psnr
+
+        for pair, sr, theirs, mine in zip(split.pairs, o["sr"], o["psnr"], h["psnr_rgb"]):
+            same = psnr(sr, pair.hr, crop_border=SCALE, channel="rgb")  # same SR image: must agree
+            assert abs(same - theirs) < 1e-9, f"{name}: PSNR-RGB {same} vs organizers' {theirs} on the same output"
+            # their input is x / 255, the harness's x * (1 / 255): float32 inputs differ by an ulp
+            assert abs(mine - theirs) < 1e-3, f"{name}: PSNR-RGB {mine} vs organizers' {theirs}"
+        rows.append((name, h, o))
+        del h["model"]
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: forward {h['forward_ms']:.0f} ms, quality {h['quality_ms']:.0f} ms, "
+              f"organizers' HR+PSNR {1e3 * statistics.fmean(o['hr_psnr']):.0f} ms", file=sys.stderr, flush=True)
+
+    print("| entry | fwd ms | quality ms | data ms | other ms | start-up s | build s | load s | complexity s | "
+          "warm-up s | cv | org fwd ms | org HR+PSNR ms | org non-fwd ms | quality / org HR+PSNR | "
+          "non-fwd / org non-fwd |")
+    print("|---|" + "---:|" * 15)
+    worst_q, worst_n = 0.0, 0.0
+    for name, h, o in rows:
+        org_hp = 1e3 * statistics.fmean(o["hr_psnr"])
+        org_nf = 1e3 * statistics.fmean(o["non_fwd"])
+        ours_nf = h["quality_ms"] + h["data_ms"] + h["other_ms"]
+        rq, rn = h["quality_ms"] / org_hp, ours_nf / org_nf
+        worst_q, worst_n = max(worst_q, rq), max(worst_n, rn)
+        cx = "skipped" if h["complexity_s"] is None else f"{h['complexity_s']:.2f}"
+        print(f"| {name} | {h['forward_ms']:.0f} | {h['quality_ms']:.0f} | {h['data_ms']:.1f} | {h['other_ms']:.0f} | "
+              f"{startup:.2f} | {h['build_s']:.2f} | {h['load_s']:.2f} | {cx} | {h['warmup_s']:.2f} | "
+              f"{h['stats']['cv']:.3f}{' noisy' if h['stats']['noisy'] else ''} | "
+              f"{1e3 * statistics.fmean(o['forward']):.0f} | {org_hp:.0f} | {org_nf:.0f} | {rq:.2f} | {rn:.2f} |")
+    print(f"\nworst ratios: quality / organizers' HR+PSNR {worst_q:.2f} (target <= 1.5); "
+          f"harness non-forward / organizers' non-forward {worst_n:.2f} (target <= 2.0)")
+
+    # metric-only comparison on the first pair, with the last entry's output
+    from harness.measure.metrics import psnr, quality, ssim
+
+    _, h, o = rows[-1]
+    sr, hr = o["sr"][0], split.pairs[0].hr
+    timings = {}
+    for label, fn in [("organizers PSNR-RGB (float64 NumPy)", lambda: org_psnr(sr, hr, SCALE)),
+                      ("organizers SSIM-RGB (OpenCV filter2D 11x11, float64)", lambda: org_ssim(sr, hr, SCALE)),
+                      ("harness PSNR-RGB (exact integer SSE)", lambda: psnr(sr, hr, crop_border=SCALE, channel="rgb")),
+                      ("harness SSIM-RGB (separable float64, strips)",
+                       lambda: ssim(sr, hr, crop_border=SCALE, channel="rgb")),
+                      ("harness all four (PSNR, SSIM; RGB, Y)", lambda: quality(sr, hr, crop_border=SCALE))]:
+        best, value = math.inf, None
+        for _ in range(2):
+            t0 = time.perf_counter()
+            value = fn()
+            best = min(best, time.perf_counter() - t0)
+        timings[label] = (best, value)
+    their_ssim = timings["organizers SSIM-RGB (OpenCV filter2D 11x11, float64)"][1]
+    our_ssim = timings["harness SSIM-RGB (separable float64, strips)"][1]
+    assert abs(their_ssim - our_ssim) < 1e-6, f"SSIM-RGB {our_ssim} vs organizers' {their_ssim}"
+    print(f"\nmetrics alone on pair {split.pairs[0].name} (best of 2, ms):")
+    for label, (best, _) in timings.items():
+        print(f"  {label:55s} {1e3 * best:8.1f}")
+    t_org_ssim = timings["organizers SSIM-RGB (OpenCV filter2D 11x11, float64)"][0]
+    t_our_ssim = timings["harness SSIM-RGB (separable float64, strips)"][0]
+    t_org_psnr = timings["organizers PSNR-RGB (float64 NumPy)"][0]
+    t_our_psnr = timings["harness PSNR-RGB (exact integer SSE)"][0]
+    print(f"  SSIM speed-up over the organizers' path: {t_org_ssim / t_our_ssim:.1f}x (target >= 5); "
+          f"PSNR: {t_org_psnr / t_our_psnr:.1f}x (target >= 1)")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
