@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from leaderboard import render
+from leaderboard import mixing, render
 from leaderboard.fsio import atomic_write_text
 from leaderboard.inputs import RANKABLE_STATUS, InputError, read_any, read_records
 from leaderboard.rank import rank_all
@@ -32,6 +32,8 @@ def add_rank_arguments(parser) -> None:
     parser.add_argument("--compare", choices=("printed", "exact"),
                         help="gate precision: printed values (track default) or unrounded")
     parser.add_argument("--baseline", metavar="ENTRY", help="use this entry as the baseline")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="rank records measured on different data, devices or settings (refused otherwise)")
     parser.add_argument("--baseline-values", action="store_true",
                         help="use the track's published baseline constants even if a baseline entry was measured "
                              "(a loud warning where they were measured on other data or another device)")
@@ -63,6 +65,8 @@ def _rank(frame, spec: str, args):
 
 def rank_main(args) -> int:
     try:
+        if not getattr(args, "allow_mixed", False):
+            mixing.check(args.inputs)
         frame = read_any(args.inputs)
         track, rankings = _rank(frame, args.track, args)
         if args.format == "console":

@@ -41,9 +41,10 @@ def attack(where, port, outside):
     job = json.load(open(sys.argv[1])) if len(sys.argv) > 1 and sys.argv[1].endswith(".json") else None
     targets = [outside + "-" + where]
     if job:
-        run = os.path.dirname(os.path.dirname(list(job["splits"].values())[0]))
+        splits = job.get("splits") or job.get("lr_splits") or {"x": "/nowhere/x/x"}  # LR-only now, in its scratch
+        run = os.path.dirname(os.path.dirname(list(splits.values())[0]))
         targets += [os.path.join(run, "records", "good.json"), os.path.join(run, "run.json"),
-                    os.path.join(run, "records", "zz_planted.json"), list(job["splits"].values())[0],
+                    os.path.join(run, "records", "zz_planted.json"), list(splits.values())[0],
                     os.path.join(os.path.dirname(job["file"]), "good.py")]
     for path in targets:
         try:

@@ -191,7 +191,7 @@ def test_missing_ray_names_the_extra(monkeypatch):
 # ---------------------------------------------------------------- end to end on a local Ray instance
 
 # Timings, memory, provenance and fairness differ between runs and backends by design.
-VOLATILE = {"runtime", "memory", "provenance", "fairness", "detail"}
+VOLATILE = {"runtime", "memory", "provenance", "fairness", "detail", "quality", "crosscheck", "isolation"}
 
 
 def comparable(record: dict) -> dict:

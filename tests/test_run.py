@@ -69,8 +69,9 @@ def test_error_lines_name_the_entry_and_the_cause(first_run):
     assert err["raises"] == "raises: RuntimeError: boom in forward"
     assert err["nan_out"].startswith("nan_out: output of ") and err["nan_out"].endswith("contains NaN or Inf")
     assert "wrong_size: output shape (1, 3, 255, 256)" in err["wrong_size"]
-    assert err["exits"] == "exits: worker exited with code 3 before writing its record"
-    assert err["oom"].startswith("oom: OutOfMemoryError: CUDA out of memory")
+    assert err["exits"] == "exits: worker exited with code 3 before reporting its result"
+    assert err["oom"].startswith("oom: out of memory: tried to allocate 20.00 GiB (OutOfMemoryError: CUDA out of memory")
+    assert first_run["records"]["oom"]["oom"] == {"requested_bytes": 20 * 2**30, "source": "allocator"}
     assert err["hangs"].startswith("hangs: did not finish within 20 s")
     assert err["bad_ckpt"] == (
         "bad_ckpt: checkpoint does not match the model: 1 unexpected keys (extra.weight)"

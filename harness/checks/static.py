@@ -53,7 +53,8 @@ def locate(path: str | Path) -> tuple[Submission, list[CheckResult]]:
     kind = "file"
     if given.is_dir():
         py = sorted(p for p in given.glob("*.py") if not p.name.startswith("_"))
-        if any(given.rglob("*.py")) and (len(py) != 1 or (given / "__init__.py").is_file()) and is_package(given):
+        declared = (given / "__init__.py").is_file() or given.with_suffix(".toml").is_file() or given.parent.name == "models"
+        if any(given.rglob("*.py")) and (declared or (len(py) != 1 and is_package(given))):
             model, kind = given, "package"
         elif len(py) != 1:
             found = ", ".join(p.name for p in py) or "none"

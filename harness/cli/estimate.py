@@ -119,8 +119,10 @@ def measure_pair(*, model_file: Path, team_zoo_dir: Path, models: Path, baseline
     shutil.copy2(model_file, copy / model_file.name)
     if model_file.with_suffix(".toml").is_file():
         shutil.copy2(model_file.with_suffix(".toml"), copy / model_file.with_suffix(".toml").name)
+    # The team's side is always measured again (its file may have changed under the same card);
+    # the baseline's complete record is reused while its card, checkpoint, data and settings hold.
     team = run(RunConfig(out=out / "team", models=copy, zoo=team_zoo_dir, data=data, test=test, scale=scale,
-                         settings=settings), progress=False)
+                         settings=settings, force=True), progress=False)
     base = run(RunConfig(out=out / "baseline", models=Path(models), zoo=Path(baseline_zoo), data=data, test=test,
                          scale=scale, entries=[baseline], settings=settings), progress=False)
     base_records = [r for r in base.records if r["entry"] == baseline]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from harness.running.settings import RunSettings, parse_shape
@@ -40,6 +41,8 @@ def add_arguments(p) -> None:
     p.add_argument("--save-sr", type=Path, default=None,
                    help="write the uint8 SR outputs whose PSNR is reported as DIR/<entry>/<split>/<image>.png")
     p.add_argument("--force", action="store_true", help="re-measure entries whose record is complete")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="redo every failed entry (timeout, oom, crashed, errors); ok records are kept")
     p.add_argument("--strict", action="store_true", help="exit non-zero if any entry failed")
     p.add_argument("--backend", choices=["local", "ray"], default="local", help="where entries run (default local)")
     p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
@@ -72,6 +75,72 @@ def settings_from_args(args) -> RunSettings:
     )
 
 
+class OptionError(ValueError):
+    """An option that cannot work; refused before anything runs (exit 2)."""
+
+
+def validate(args) -> None:
+    """Refuse unusable options before anything runs, one line naming the option and the fix."""
+    import re
+
+    if not args.timeout > 0:
+        raise OptionError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    if args.threads is not None and args.threads < 1:
+        raise OptionError(f"--threads {args.threads}: must be at least 1 (or leave it out for torch's default)")
+    if args.tile is not None and args.tile < 1:
+        raise OptionError(f"--tile {args.tile}: must be a positive LR tile size in pixels (or leave it out)")
+    if args.overlap < 0:
+        raise OptionError(f"--overlap {args.overlap}: must be >= 0")
+    if args.trials < 1:
+        raise OptionError(f"--trials {args.trials}: must be at least 1")
+    if args.scale < 1:
+        raise OptionError(f"--scale {args.scale}: must be a positive integer")
+    try:
+        shape = parse_shape(args.input)
+    except ValueError:
+        raise OptionError(f"--input {args.input}: expected CxHxW such as 3x256x256") from None
+    if any(v < 1 for v in shape):
+        raise OptionError(f"--input {args.input}: every dimension must be at least 1 (for example 3x256x256)")
+    if args.crop_border != "scale" and not re.fullmatch(r"\d+", str(args.crop_border)):
+        raise OptionError(f"--crop-border {args.crop_border}: give a non-negative integer or 'scale'")
+    if args.entries is not None and not [e for e in args.entries.split(",") if e.strip()]:
+        raise OptionError(f"--entries {args.entries!r}: names no entry; give comma-separated entry names")
+    for flag, folder in (("--models", args.models), ("--zoo", args.zoo)):
+        if not Path(folder).is_dir():
+            what = "does not exist" if not Path(folder).exists() else "is not a folder"
+            raise OptionError(f"{flag} {folder}: {what}; give the folder of "
+                              f"{'model files' if flag == '--models' else 'checkpoints'}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {out}: is a file; give a folder for the run")
+    probe = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise OptionError(f"--out {out}: {probe} is not writable; choose another folder")
+    validate_device(args)
+
+
+def validate_device(args) -> None:
+    import re
+
+    device = args.device
+    if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise OptionError(f"--device {device}: unknown device; use cpu, cuda, cuda:N or auto")
+    cuda_wanted = device.startswith("cuda")
+    if cuda_wanted or args.fp16 or device == "auto":
+        import torch
+
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if cuda_wanted:
+            index = int(device.split(":")[1]) if ":" in device else 0
+            if index >= have:
+                raise OptionError(f"--device {device}: " + ("no CUDA device on this machine" if not have else
+                                  f"this machine has {have} CUDA device(s) (cuda:0..cuda:{have - 1})")
+                                  + "; use --device cpu or another index")
+        if args.fp16 and (device == "cpu" or (device == "auto" and not have)):
+            raise OptionError("--fp16: half precision is measured on CUDA only and this run is on the CPU; "
+                              "drop --fp16 or use a CUDA device")
+
+
 def main(args) -> int:
     from rich.console import Console
 
@@ -81,6 +150,11 @@ def main(args) -> int:
     console = Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:  # logs and CI: the full table
         console = Console(width=200)
+    try:
+        validate(args)
+    except OptionError as exc:
+        print(f"esr run: {exc}", file=sys.stderr)
+        return 2
     extra = {}
     if args.backend == "ray":
         extra = {"exclusive_timing": args.exclusive_timing, "retries": args.retries}
@@ -88,7 +162,8 @@ def main(args) -> int:
         config = RunConfig(
             out=args.out, models=args.models, zoo=args.zoo, data=args.data, test=args.test, scale=args.scale,
             entries=[e.strip() for e in args.entries.split(",") if e.strip()] if args.entries else None,
-            all_entries=args.all_entries, force=args.force, strict=args.strict, backend=args.backend, address=args.address,
+            all_entries=args.all_entries, force=args.force, retry_failed=args.retry_failed, strict=args.strict,
+            backend=args.backend, address=args.address,
             tracks=[t.strip() for t in args.tracks.split(",") if t.strip()],
             settings=settings_from_args(args), extra=extra, quality=not args.no_quality,
         )
@@ -102,6 +177,10 @@ def main(args) -> int:
             console.print(f"[yellow]inferred card for {rec['entry']}[/]: class {card['model']}(), scale {card['scale']}, "
                           f"input range {card['input_range']:g}, checkpoint {card['checkpoint']} "
                           f"(add a sidecar {rec['entry']}.toml to confirm)")
+    for line in outcome.notes:
+        console.print(f"[yellow]{line}[/]", highlight=False)
+    for entry, reason in outcome.redone.items():
+        console.print(f"redone {entry}: {reason}", markup=False, highlight=False)
     if outcome.reused:
         console.print(f"kept complete records from an earlier run: {', '.join(outcome.reused)} (use --force to re-measure)")
     if outcome.records:

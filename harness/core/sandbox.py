@@ -389,12 +389,13 @@ class Confined:
     ``hide``: folders replaced by an empty read-only folder for the process (for example the
     run folder or the data with the ground truth; the scratch folder must not lie inside one,
     and what the process needs from a hidden folder must be put into the scratch folder first);
-    ``memory_limit_mib``: limit of the whole
-    tree (None: none). ``stdout``/``stderr``/``env``/``cwd`` as for :class:`subprocess.Popen`.
+    ``memory_limit_mib``: limit of the whole tree (None: none). ``stdout``/``stderr``/``env``/
+    ``cwd``/``pass_fds`` as for :class:`subprocess.Popen` (the caller closes its own ``pass_fds``).
     """
 
     def __init__(self, cmd, *, scratch, mode: str = "auto", memory_limit_mib: int | None = None, hide=(),
-                 env: dict | None = None, cwd=None, stdout=None, stderr=None, stdin=subprocess.DEVNULL):
+                 env: dict | None = None, cwd=None, stdout=None, stderr=None, stdin=subprocess.DEVNULL,
+                 pass_fds=()):
         check_mode(mode)
         self.scratch = Path(scratch)
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -423,6 +424,7 @@ class Confined:
             run_env["ESR_SANDBOXED"] = "1"  # the parent is the namespace's PID 1, not a dead driver
         argv = list(cmd)
         self._status_r = None
+        extra_fds = pass_fds  # the caller's (a worker's message pipes): inherited, closed by the caller
         pass_fds = ()
         if self.confined:
             self._status_r, status_w = os.pipe()
@@ -445,7 +447,8 @@ class Confined:
         self.started = time.monotonic()
         try:
             self.proc = subprocess.Popen(argv, env=run_env, cwd=cwd, stdout=stdout, stderr=stderr, stdin=stdin,
-                                         start_new_session=True, preexec_fn=preexec, pass_fds=pass_fds)
+                                         start_new_session=True, preexec_fn=preexec,
+                                         pass_fds=tuple(pass_fds) + tuple(extra_fds))
         except BaseException:
             if self.cgroup:
                 self.cgroup.remove()

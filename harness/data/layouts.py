@@ -61,11 +61,24 @@ def _subdirs(folder: Path) -> list[Path]:
 
 def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
     """(image files, other visible files) directly inside ``folder``, sorted by name."""
-    images, other = [], []
+    images, other, broken = [], [], []
     for p in sorted(folder.iterdir()):
+        if p.is_symlink() and _visible(p) and p.suffix.lower() in IMAGE_EXTENSIONS:
+            try:
+                p.resolve(strict=True)
+            except RuntimeError:  # Python < 3.13 reports a loop this way
+                broken.append(f"{p} (symbolic link loop)")
+                continue
+            except OSError as exc:
+                why = "symbolic link loop" if exc.errno == 40 else f"points to {os.readlink(p)}, which does not exist"
+                broken.append(f"{p} ({why})")
+                continue
         if not p.is_file() or not _visible(p):
             continue
         (images if p.suffix.lower() in IMAGE_EXTENSIONS else other).append(p)
+    if broken:
+        raise LayoutError(f"{folder}: {len(broken)} broken image link(s): {'; '.join(broken)}; "
+                          "fix the link targets or remove the links", broken)
     return images, other
 
 

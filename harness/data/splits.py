@@ -32,6 +32,7 @@ class Pair:
     name: str
     hr: np.ndarray
     lr: np.ndarray
+    file: str | None = None   # the HR file (None for the built-in set and caches)
 
 
 @dataclass(eq=False)
@@ -276,7 +277,7 @@ def load_folder(layout: Layout, *, scale: int, split: str) -> Split:
                 problems.append(_size_problem(f.hr, f.lr, hd.image, lr, scale))
                 continue
             lines.append(file_line("lr", layout.lr_dir, f.lr, ld))
-        pairs.append(Pair(f.stem, hr, lr))
+        pairs.append(Pair(f.stem, hr, lr, str(f.hr)))
     if problems:
         where = f"{layout.root} ({layout.name} layout, {split}, x{scale})"
         raise DataError(f"data {where}: {len(problems)} problem(s); fix them and run again:\n"
@@ -322,34 +323,108 @@ def load_split(spec: str | os.PathLike | None, *, scale: int, split: str = "vali
     return load_folder(layout, scale=scale, split=split)
 
 
-CACHE_SCHEMA = "esr-data-cache/1"
+CACHE_SCHEMA = "esr-data-cache/2"
 
 
-def save_cache(split: Split, path: str | Path) -> Path:
-    """Write a decoded split to ``path`` (one uncompressed ``.npz``, atomically); returns it."""
+class CacheMismatch(DataError):
+    """A decoded-data cache whose arrays no longer match their content hash."""
+
+
+def content_sha256(split: Split, *, roles: tuple = ("hr", "lr")) -> str:
+    """sha256 over the decoded arrays (image names, roles, dtypes, shapes, bytes), in order.
+
+    This is what a cache must hold; it is computed from the freshly decoded data by the
+    parent and checked whenever a cache is read, so a modified cache is never trusted.
+    """
+    digest = hashlib.sha256()
+    for pair in split.pairs:
+        for role in roles:
+            img = np.ascontiguousarray(getattr(pair, role))
+            digest.update(f"{pair.name}|{role}|{img.dtype.str}|{img.shape}|".encode())
+            digest.update(memoryview(img).cast("B"))
+    return digest.hexdigest()
+
+
+def save_cache(split: Split, path: str | Path, *, roles: tuple = ("hr", "lr")) -> Path:
+    """Write a decoded split to ``path`` (one uncompressed ``.npz``, atomically); returns it.
+
+    roles: ``("hr", "lr")`` for the parent's cache, ``("lr",)`` for the LR-only file that a
+    worker (team code) is given. The meta holds ``content_sha256`` of what was written.
+    """
     meta = {"schema": CACHE_SCHEMA, "name": split.name, "split": split.split, "scale": split.scale,
             "file_hash": split.file_hash, "notes": split.notes, "layout": split.layout, "root": split.root,
-            "images": [p.name for p in split.pairs]}
+            "images": [p.name for p in split.pairs], "roles": list(roles),
+            "content_sha256": content_sha256(split, roles=roles)}
     arrays = {}
     for i, pair in enumerate(split.pairs):
-        arrays[f"hr{i:05d}"] = np.ascontiguousarray(pair.hr)
-        arrays[f"lr{i:05d}"] = np.ascontiguousarray(pair.lr)
+        for role in roles:
+            arrays[f"{role}{i:05d}"] = np.ascontiguousarray(getattr(pair, role))
     write_arrays(path, meta, arrays)
     return Path(path)
 
 
-def load_cache(path: str | Path, *, mmap: bool = True) -> Split:
-    """A split written by ``save_cache``; images are read-only memory maps when ``mmap``."""
+def load_cache(path: str | Path, *, mmap: bool = True, expect: str | None = None) -> Split:
+    """A split written by ``save_cache``; images are read-only memory maps when ``mmap``.
+
+    The arrays are hashed and compared with ``expect`` (the hash the caller holds, from the
+    decoded source) or, without it, with the hash in the file; a difference raises
+    ``CacheMismatch``. An LR-only cache gives pairs whose ``hr`` is None.
+    """
     try:
         meta, arrays = read_arrays(path, mmap=mmap)
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path}: cannot read the decoded-data cache ({exc}); delete it and run again") from exc
     if meta.get("schema") != CACHE_SCHEMA:
-        raise DataError(f"{path}: cache schema {meta.get('schema')!r}, expected {CACHE_SCHEMA!r}; "
-                        "delete it and run again")
-    pairs = [Pair(name, arrays[f"hr{i:05d}"], arrays[f"lr{i:05d}"]) for i, name in enumerate(meta["images"])]
-    return Split(meta["name"], meta["split"], meta["scale"], pairs, meta["file_hash"], meta["notes"],
-                 meta["layout"], meta["root"])
+        raise CacheMismatch(f"{path}: cache schema {meta.get('schema')!r}, expected {CACHE_SCHEMA!r}; "
+                            "delete it and run again")
+    roles = tuple(meta.get("roles") or ("hr", "lr"))
+    try:
+        pairs = [Pair(name, arrays.get(f"hr{i:05d}"), arrays[f"lr{i:05d}"]) for i, name in enumerate(meta["images"])]
+    except KeyError as exc:
+        raise CacheMismatch(f"{path}: cache lacks array {exc}; it was modified") from None
+    if "hr" in roles and any(p.hr is None for p in pairs):
+        raise CacheMismatch(f"{path}: cache lacks HR arrays; it was modified")
+    split = Split(meta["name"], meta["split"], meta["scale"], pairs, meta["file_hash"], meta["notes"],
+                  meta["layout"], meta["root"])
+    want = expect or meta.get("content_sha256")
+    got = content_sha256(split, roles=roles)
+    if got != want:
+        raise CacheMismatch(f"{path}: decoded-data cache does not match its content hash "
+                            f"({got[:12]}... instead of {str(want)[:12]}...): it was modified")
+    return split
+
+
+def ensure_cache(split: Split, path: str | Path, *, roles: tuple = ("hr", "lr")) -> tuple[str, str | None]:
+    """Make ``path`` hold exactly ``split``'s arrays; returns ``(content_sha256, note)``.
+
+    An existing file is reused only when its arrays hash to the decoded data's hash; otherwise
+    it is rewritten and the note says so (a cache is never trusted by its file name).
+    """
+    want = content_sha256(split, roles=roles)
+    note = None
+    if Path(path).exists():
+        try:
+            load_cache(path, expect=want)
+            return want, None
+        except DataError as exc:
+            note = f"rebuilt {Path(path).name}: {exc}"
+    save_cache(split, path, roles=roles)
+    return want, note
+
+
+def check_sizes(split: Split, *, crop_border: int, window: int) -> None:
+    """Refuse images too small to score at this scale: after cropping ``crop_border`` pixels
+    from every side the HR must keep at least the SSIM window (``window`` x ``window``; the
+    caller passes ``harness.measure.metrics.SSIM_WINDOW``). One ``DataError`` names every such file."""
+    SSIM_WINDOW = window
+    need = SSIM_WINDOW + 2 * crop_border
+    small = [p for p in split.pairs if min(p.hr.shape[:2]) < need]
+    if small:
+        lines = [f"{p.file or p.name}: HR {p.hr.shape[1]}x{p.hr.shape[0]} (LR {p.lr.shape[1]}x{p.lr.shape[0]}) "
+                 f"is smaller than {need}x{need}" for p in small]
+        raise DataError(f"data {split.root or split.name} ({split.split}, x{split.scale}): {len(small)} image(s) too "
+                        f"small for PSNR/SSIM with crop_border {crop_border} and the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM "
+                        f"window: " + "; ".join(lines) + "; remove them or lower --crop-border", lines)
 
 
 def describe(split: Split) -> dict:

@@ -14,9 +14,14 @@ Two kinds, always named in the record:
   (then it is exact). Limits: memory the allocator kept from an earlier phase is reused
   without growing RSS, so later phases of the same process can read lower; and the
   figure covers the whole process (other threads included). Non-Linux: ``None``.
+
+``with mem.excluded():`` inside the block leaves out the work done in it (the worker converts
+and sends each SR output there, between timed forwards): the peak so far is kept and the
+counter is reset when the window closes, so the figure is the peak of the forward passes.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 
 MIB = 1 << 20
@@ -65,6 +70,9 @@ class PeakMemory:
         self._sampler = None
         self._stop = threading.Event()
         self._sampled_kib = 0
+        self._paused = False
+        self._kept = 0  # peak (KiB on a CPU, bytes on CUDA) carried over excluded windows
+        self.excluded_windows = 0
 
     def __enter__(self) -> "PeakMemory":
         if self.cuda:
@@ -93,30 +101,64 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval_s):
+            if self._paused:
+                continue
             rss = read_status_kib().get("VmRSS", 0)
             self._sampled_kib = max(self._sampled_kib, rss)
+
+    @contextlib.contextmanager
+    def excluded(self):
+        """A window inside the block whose memory use is not counted."""
+        self.excluded_windows += 1
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            self._kept = max(self._kept, torch.cuda.max_memory_allocated(self.device))
+            try:
+                yield
+            finally:
+                torch.cuda.synchronize(self.device)
+                torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        if self.method is None or self.method.startswith("unavailable"):
+            yield
+            return
+        if self._sampler is None:
+            self._kept = max(self._kept, read_status_kib().get("VmHWM", 0))
+        else:
+            self._sampled_kib = max(self._sampled_kib, read_status_kib().get("VmRSS", 0))
+            self._paused = True
+        try:
+            yield
+        finally:
+            if self._sampler is None:
+                reset_peak_rss()
+            else:
+                self._paused = False
 
     def __exit__(self, *exc) -> bool:
         if self.cuda:
             import torch
 
             torch.cuda.synchronize(self.device)
-            self.peak_mib = torch.cuda.max_memory_allocated(self.device) / MIB
+            self.peak_mib = max(self._kept, torch.cuda.max_memory_allocated(self.device)) / MIB
             return False
         if self.method.startswith("unavailable"):
             return False
         status = read_status_kib()
         if self._sampler is None:
-            peak = status.get("VmHWM", status["VmRSS"])
+            peak = max(self._kept, status.get("VmHWM", status["VmRSS"]))
         else:
             self._stop.set()
             self._sampler.join()
             peak = max(self._sampled_kib, status["VmRSS"])
-            if status.get("VmHWM", 0) > self._hwm0:  # the all-time peak was set inside the block
+            # the all-time peak was set inside the block (and not in an excluded window)
+            if status.get("VmHWM", 0) > self._hwm0 and not self.excluded_windows:
                 peak = max(peak, status["VmHWM"])
         self.peak_mib = max(0, peak - self._rss0) * 1024 / MIB
         return False
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "peak_mib": self.peak_mib, "baseline_mib": self.baseline_mib,
-                "method": self.method, "device": self.device}
+                "method": self.method, "device": self.device, "excluded_windows": self.excluded_windows}

@@ -30,6 +30,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+# Bound when the harness is imported, before any team file: a model that replaces
+# time.perf_counter_ns at import does not change the clock used here.
+_PERF_COUNTER_NS = time.perf_counter_ns
+
 
 NOISY_CV = 0.10  # coefficient of variation of the trial means above which a split is flagged noisy
 
@@ -107,12 +111,14 @@ def _is_cuda(device) -> bool:
 
 def run_timed(forward: Callable, inputs: list, *, trials: int, device: str = "cpu",
               clock: Callable[[], int] | None = None, on_output: Callable | None = None,
-              warmup: bool = True) -> TimingResult:
+              warmup: bool = True, on_trial: Callable | None = None) -> TimingResult:
     """Time ``forward`` on every input, ``trials`` times, after one warm-up per input shape.
 
     ``inputs``: tensors already on ``device`` (batch 1). ``clock``: a callable returning
     nanoseconds, replacing the default clock (tests); on CUDA the device is still synchronised
     around it. ``on_output(trial, index, output)`` is called after each timed forward, untimed.
+    ``on_trial(trial, "start" | "end")`` is called before a trial's first forward and after its
+    last ``on_output`` (the worker tells its parent, which times each pass with its own clock).
     """
     import torch
 
@@ -123,7 +129,7 @@ def run_timed(forward: Callable, inputs: list, *, trials: int, device: str = "cp
     cuda = _is_cuda(device)
     use_events = cuda and clock is None
     clock_kind = "cuda_event" if use_events else ("injected" if clock is not None else "perf_counter_ns")
-    clock = clock or time.perf_counter_ns
+    clock = clock or _PERF_COUNTER_NS
 
     def sync() -> None:
         if cuda:
@@ -140,6 +146,8 @@ def run_timed(forward: Callable, inputs: list, *, trials: int, device: str = "cp
                     forward(x)
             sync()
         for trial in range(trials):
+            if on_trial is not None:
+                on_trial(trial, "start")
             times = []
             for index, x in enumerate(inputs):
                 if use_events:
@@ -161,6 +169,8 @@ def run_timed(forward: Callable, inputs: list, *, trials: int, device: str = "cp
                     on_output(trial, index, out)
                 del out
             per_image.append(times)
+            if on_trial is not None:
+                on_trial(trial, "end")
     summary = runtime_stats(per_image)
     trial_means = summary["trial_means_ms"]
     protocol = {

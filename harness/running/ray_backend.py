@@ -208,6 +208,8 @@ def merge_phases(quality: dict, timing: dict, settings: dict) -> dict:
         record[section] = timing.get(section)
     record["settings"] = settings
     record["provenance"] = timing.get("provenance")
+    if quality.get("crosscheck") and timing.get("crosscheck"):  # timing checked in the phase that timed
+        record["crosscheck"] = dict(quality["crosscheck"], timing=timing["crosscheck"]["timing"])
     flags = list(quality.get("flags", []))
     flags += [f for f in timing.get("flags", []) if f not in flags]
     differ = sorted(k for k, v in quality["metrics"].items()

@@ -125,6 +125,8 @@ def note_artefacts(row: Row, cx: dict, flops_key: str) -> None:
 def explain_failure(status: str, error: str) -> str:
     error = (error or "").strip()
     m = re.search(r"No module named '([^']+)'", error)
+    if m and m.group(1).split(".")[0] == "models":
+        return f"ours wrong: {m.group(1)} did not resolve inside the challenge's models/ ({status})"
     if m:
         return f"submission defect: needs package {m.group(1).split('.')[0]!r}, not installed here ({status})"
     if status == "load_error":

@@ -1,29 +1,35 @@
 """Measure ONE entry; runs in its own subprocess (``python -m harness.running.worker JOB.json``).
 
-Stages, each mapped to the record status it yields when it fails:
+This process runs team code, so it is trusted with nothing: it gets LR images only (an
+LR-only cache file), writes no file of the run, and reports to its parent over the channel
+(``harness.running.channel``): the start and end of each timed pass, each SR output of the
+first trial (``uint8`` RGB, the parent computes PSNR/SSIM against the HR), and finally its
+record content or its failure. The parent validates all of it and writes the record.
+
+Stages, each mapped to the status it yields when it fails:
 import/card (``import_error``/``card_error``) -> build (``build_error``) -> load
 (``load_error``) -> deploy (``deploy_error``) -> complexity (non-fatal, flagged) ->
-per split: warm-up + timed trials with quality on the first trial (``run_error``,
-``bad_output``, ``oom``). The record is written atomically by this process; the parent
-writes ``timeout``/``crashed`` records when the process never gets that far.
+per split: warm-up + timed trials, SR outputs of the first trial sent (``run_error``,
+``bad_output``, ``oom`` with the size asked for).
 """
 from __future__ import annotations
 
 import json
-import math
 import os
+import re
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.submissions.checkpoint import LoadError, load_entry_checkpoint
+from harness.measure import timing as _timing  # noqa: F401 (binds the clock before any team file is imported)
 from harness.measure.deploy import DeployError, apply_deploy
-from harness.submissions.discovery import entries_of_file, one_line
+from harness.running.channel import WorkerLink
 from harness.submissions.importing import explain_failure, open_submission
-from harness.running.records import SCHEMA, atomic_write_json, provenance
 from harness.running.settings import RunSettings
+from harness.submissions.checkpoint import LoadError, load_entry_checkpoint
+from harness.submissions.discovery import entries_of_file, one_line
 
 
 class StageError(RuntimeError):
@@ -127,86 +133,90 @@ def to_input(lr, input_range: float, device: str):
     return x
 
 
-def measure_split(prepared: Prepared, split, settings: RunSettings, device: str, forward, stash=None) -> dict:
-    """Warm-up, timed trials, quality on the first trial's outputs, peak memory."""
+def measure_split(prepared: Prepared, split, settings: RunSettings, device: str, forward, link) -> dict:
+    """Warm-up, timed trials, peak memory of the forwards; SR outputs of the first trial go to the parent.
+
+    ``split`` holds LR images only. Each SR output of trial 0 is checked (shape, finite),
+    converted to uint8 RGB and sent; this process waits for the parent's answer (the parent
+    scores the image meanwhile), outside the timed region and outside the memory figure.
+    """
+    import numpy as np
+
     from harness.measure.memory import PeakMemory
-    from harness.measure.metrics import quality as quality_figures
     from harness.measure.metrics import to_uint8
     from harness.measure.timing import run_timed
 
     entry = prepared.entry
-    crop = settings.crop_for(entry.scale)
     inputs = [to_input(p.lr, entry.input_range, device) for p in split.pairs]
-    quality = {k: [None] * len(split.pairs) for k in ("psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y")}
-    quality_s = [0.0]
+    mem = PeakMemory(device)
+
+    def on_trial(trial: int, phase: str) -> None:
+        link.send({"type": "pass", "split": split.split, "trial": trial, "phase": phase})
 
     def on_output(trial: int, index: int, out) -> None:
         if trial != 0:
             return
-        pair = split.pairs[index]
-        want = (1, 3, pair.hr.shape[0], pair.hr.shape[1])
-        if tuple(out.shape) != want:
-            raise BadOutput(
-                f"{entry.name}: output shape {tuple(out.shape)} for LR {pair.lr.shape[1]}x{pair.lr.shape[0]} of "
-                f"{pair.name}; expected {want} (scale {entry.scale})"
-            )
-        if not bool(out.isfinite().all()):
-            raise BadOutput(f"{entry.name}: output of {pair.name} contains NaN or Inf")
-        sr = to_uint8(out, entry.input_range)
-        if stash is not None:  # --save-sr: exactly the uint8 image scored below; the parent writes the PNG
-            from harness.running.save_sr import stash_sr
+        with mem.excluded():
+            pair = split.pairs[index]
+            h, w = pair.lr.shape[:2]
+            want = (1, 3, h * entry.scale, w * entry.scale)
+            if tuple(out.shape) != want:
+                raise BadOutput(
+                    f"{entry.name}: output shape {tuple(out.shape)} for LR {w}x{h} of "
+                    f"{pair.name}; expected {want} (scale {entry.scale})"
+                )
+            if not bool(out.isfinite().all()):
+                raise BadOutput(f"{entry.name}: output of {pair.name} contains NaN or Inf")
+            sr = np.ascontiguousarray(to_uint8(out, entry.input_range))
+            reply = link.request({"type": "sr", "split": split.split, "index": index, "shape": list(sr.shape),
+                                  "dtype": "uint8"}, sr)
+            if reply.get("type") != "ack":
+                raise BadOutput(str(reply.get("error") or f"{entry.name}: the parent refused the output of {pair.name}"))
 
-            stash_sr(stash, split.split, index, sr)
-        t0 = time.perf_counter()
-        for key, value in quality_figures(sr, pair.hr, crop_border=crop).items():
-            quality[key][index] = value
-        quality_s[0] += time.perf_counter() - t0
-
-    with PeakMemory(device) as mem:
-        timing = run_timed(forward, inputs, trials=settings.trials, device=device, on_output=on_output)
-    result = {
+    with mem:
+        timing = run_timed(forward, inputs, trials=settings.trials, device=device, on_output=on_output,
+                           on_trial=on_trial)
+    return {
         "images": [p.name for p in split.pairs],
         "runtime_ms": timing.per_image_ms,
-        "trial_means_ms": timing.trial_means_ms,
-        "mean_ms": timing.mean_ms,
-        "best_ms": timing.best_ms,
-        "stats": timing.stats(),
-        "quality_seconds": quality_s[0],
         "protocol": timing.protocol,
         "memory": mem.to_dict(),
-        "crop_border": crop,
     }
-    result.update(quality)
-    result["mean"] = {k: mean_quality(v) for k, v in quality.items()}
-    return result
 
 
-def mean_quality(values) -> float:
-    """Mean over images; PSNR of an identical image is inf, and then so is the mean."""
-    vals = [float(v) for v in values]
-    return math.inf if any(math.isinf(v) for v in vals) else sum(vals) / len(vals)
-
-
-def timed_with_settle(prepared: Prepared, split, settings, device, forward, flags: list, stash=None) -> dict:
+def timed_with_settle(prepared: Prepared, split, settings, device, forward, flags: list, link) -> dict:
     """Time a split; if the model changes itself while running, flag it and re-time once settled."""
     from harness.measure.timing import state_fingerprint
 
     before = state_fingerprint(prepared.model)
-    result = measure_split(prepared, split, settings, device, forward, stash)
+    result = measure_split(prepared, split, settings, device, forward, link)
     after = state_fingerprint(prepared.model)
     if after != before:
         flags.append(
             f"{prepared.entry.name}: parameters changed during the {split.split} forwards "
             f"({before[0]} -> {after[0]} params; lazy re-parameterisation?); re-measured after it settled"
         )
-        result = measure_split(prepared, split, settings, device, forward, stash)
+        result = measure_split(prepared, split, settings, device, forward, link)
         if state_fingerprint(prepared.model) != after:
             raise StageError("run_error", f"{prepared.entry.name}: parameters keep changing on every forward")
     return result
 
 
-def measure(job: dict) -> dict:
-    """Run every stage for the job's entry and return its record."""
+def float_buffers(model) -> dict:
+    """Persistent floating-point buffers other than batch-norm statistics: {name: elements}.
+
+    The parent counts parameters from the checkpoint's tensors; these are the tensors of
+    the state dict that are not parameters, named so that the parent can leave them out."""
+    import torch
+
+    params = {name for name, _ in model.named_parameters()}
+    return {name: int(t.numel()) for name, t in model.state_dict().items()
+            if name not in params and torch.is_floating_point(t)
+            and not name.endswith(("running_mean", "running_var"))}
+
+
+def measure(job: dict, link) -> dict:
+    """Run every stage for the job's entry and return the record content this process vouches for."""
     import torch
 
     from harness.data.splits import load_cache
@@ -227,7 +237,7 @@ def measure(job: dict) -> dict:
             exc.complexity = complexity_without_weights(exc.model, entry, settings, device)
         raise
     flags = list(prepared.flags)
-    trained = prepared.load["trained"]
+    load = dict(prepared.load, buffers=float_buffers(prepared.model))
 
     complexity = None
     if settings.complexity:
@@ -241,28 +251,22 @@ def measure(job: dict) -> dict:
         for key in COMPLEXITY_METRICS:
             if key in complexity:
                 metrics[key] = complexity[key]
-    raw, trial_means, memory, stats, quality_seconds = {}, {}, {}, {}, {}
-    stash = Path(job["record"]).parent / "sr" if settings.save_sr and job.get("record") else None
+    raw, memory = {}, {}
     protocol = None  # no split: a complexity-only job (esr run --no-quality)
-    if not job["splits"]:
+    if not job["lr_splits"]:
         flags.append(f"{name}: complexity only (--no-quality): no runtime, memory or quality measured")
     first_lrs = []
+    trained = prepared.load["trained"]
     for what in restore_timing_globals(global_state):
         flags.append(f"{name}: the model's code changed {what} (import, build or deploy); reset before timing")
-    for split_name, cache in job["splits"].items():
-        split = load_cache(cache)
+    for split_name, path in job["lr_splits"].items():
+        split = load_cache(path)
+        split.split = split_name
         first_lrs = first_lrs or [p.lr for p in split.pairs[:3]]
-        res = timed_with_settle(prepared, split, settings, device, forward, flags, stash)
-        raw[split_name] = {k: res[k] for k in ("images", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "runtime_ms")}
-        trial_means[split_name] = res["trial_means_ms"]
-        stats[split_name] = res["stats"]
-        quality_seconds[split_name] = round(res["quality_seconds"], 3)
+        res = timed_with_settle(prepared, split, settings, device, forward, flags, link)
+        raw[split_name] = {"images": res["images"], "runtime_ms": res["runtime_ms"]}
         memory[split_name] = res["memory"]
-        metrics[f"{split_name}.runtime_ms"] = res["mean_ms"]
-        metrics[f"{split_name}.runtime_ms_best"] = res["best_ms"]
         metrics[f"{split_name}.memory_mib"] = res["memory"]["peak_mib"]
-        for key, value in res["mean"].items():
-            metrics[f"{split_name}.{key}"] = value
         protocol = res["protocol"]
     for what in restore_timing_globals(global_state):
         flags.append(f"{name}: the model's forward changed {what} while being timed; its times are not comparable")
@@ -275,28 +279,18 @@ def measure(job: dict) -> dict:
     device_name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name()
     flags.extend(session.flags(name))
     return {
-        "schema": SCHEMA,
-        "entry": name,
-        "status": "ok" if trained else "untrained",
-        "error": None,
-        "trained": trained,
-        "key": job.get("key"),
         "card": entry.to_dict(),
         "metrics": metrics,
         "raw": raw,
         "complexity": complexity,
-        "runtime": {"protocol": protocol, "trial_means_ms": trial_means, "mode": mode, "stats": stats},
-        "quality": ({"where": "host", "process": "worker", "overlap": False, "seconds": quality_seconds}
-                    if quality_seconds else None),
+        "runtime": {"protocol": protocol, "mode": mode},
         "memory": memory,
         "deploy": prepared.deploy,
-        "load": prepared.load,
+        "load": load,
         "flags": flags,
         "submission": session.report(entry, prepared.load),
-        "settings": settings.to_dict(),
-        "data": job.get("data", {}),
-        "provenance": provenance(device=device, device_name=device_name, threads=torch.get_num_threads(),
-                                 checkpoint_sha256=prepared.load.get("sha256"), **job.get("provenance", {})),
+        "provenance": {"device": device, "device_name": device_name, "threads": torch.get_num_threads(),
+                       "worker_pid": os.getpid()},
     }
 
 
@@ -389,48 +383,77 @@ def complexity_without_weights(model, entry, settings, device: str) -> dict:
     return complexity
 
 
-def with_complexity(record: dict, complexity: dict | None) -> dict:
-    """Put complexity figures counted before a failure into the failure record."""
-    if complexity:
-        record["complexity"] = complexity
-        record.setdefault("flags", []).extend(complexity.get("flags", []))
-        if "error" not in complexity:
-            record["metrics"] = {k: complexity[k] for k in COMPLEXITY_METRICS if k in complexity}
-    return record
+
+_SIZE = re.compile(r"(?:tried to allocate|Unable to allocate)\s+([0-9.]+)\s*(bytes|[KMGT]i?B)", re.IGNORECASE)
+_UNITS = {"bytes": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40}
 
 
-def failure_record(job: dict, status: str, error: str, started: float, detail: str = "") -> dict:
-    record = {
-        "schema": SCHEMA, "entry": job["entry"], "status": status, "error": error, "trained": False,
-        "key": job.get("key"), "metrics": {}, "detail": detail[-4000:],
-        "settings": job.get("settings"), "data": job.get("data", {}),
-        "provenance": provenance(seconds=round(time.time() - started, 3)),
-    }
-    if job.get("_session") is not None:
-        record["submission"] = job["_session"].report(job.get("_entry"))
-    return record
+def allocation_failure(exc: BaseException) -> tuple[bool, int | None]:
+    """(is an allocation failure, bytes asked for or None), for CPU and CUDA allocators.
+
+    Recognises ``MemoryError`` (numpy: "Unable to allocate 30.0 GiB ..."), torch's CPU
+    allocator ("DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes")
+    and CUDA ("CUDA out of memory. Tried to allocate 20.00 GiB").
+    """
+    text = str(exc)
+    oom = isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or \
+        "out of memory" in text.lower() or "can't allocate memory" in text.lower()
+    if not oom:
+        return False, None
+    match = _SIZE.search(text)
+    if not match:
+        return True, None
+    return True, int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
-def run_job(job: dict) -> dict:
-    started = time.time()
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} bytes"
+
+
+def complexity_fields(complexity: dict | None) -> dict:
+    """Complexity counted before a failure (a checkpoint that did not load): sent with the failure."""
+    if not complexity:
+        return {}
+    out = {"complexity": complexity, "flags": list(complexity.get("flags", []))}
+    if "error" not in complexity:
+        out["metrics"] = {k: complexity[k] for k in COMPLEXITY_METRICS if k in complexity}
+    return out
+
+
+def submission_fields(job: dict) -> dict:
+    if job.get("_session") is None:
+        return {}
+    return {"submission": job["_session"].report(job.get("_entry"))}
+
+
+def failure(status: str, error: str, detail: str = "", **extra) -> dict:
+    return {"type": "failure", "status": status, "error": error, "detail": detail[-4000:], **extra}
+
+
+def run_job(job: dict, link) -> dict:
+    """The message that ends this worker: ``record`` (content) or ``failure``."""
     name = job["entry"]
     try:
-        record = measure(job)
+        return {"type": "record", "record": measure(job, link)}
     except StageError as exc:
-        record = with_complexity(failure_record(job, exc.status, str(exc), started, traceback.format_exc()),
-                                 exc.complexity or job.get("_complexity"))
+        return failure(exc.status, str(exc), traceback.format_exc(), **complexity_fields(exc.complexity or job.get("_complexity")),
+                       **submission_fields(job))
     except BadOutput as exc:
-        record = with_complexity(failure_record(job, "bad_output", str(exc), started, traceback.format_exc()),
-                                 job.get("_complexity"))
-    except MemoryError as exc:
-        record = failure_record(job, "oom", f"{name}: out of memory: {one_line(exc)}", started)
-    except Exception as exc:
-        status = "oom" if "out of memory" in str(exc).lower() else "run_error"
-        why = explain_failure(exc) or one_line(exc)
-        record = with_complexity(failure_record(job, status, f"{name}: {why}", started, traceback.format_exc()),
-                                 job.get("_complexity"))  # counted before the forward failed (a CUDA-only kernel)
-    record.setdefault("provenance", {})["seconds"] = round(time.time() - started, 3)
-    return record
+        return failure("bad_output", str(exc), traceback.format_exc(), **complexity_fields(job.get("_complexity")),
+                       **submission_fields(job))
+    except BaseException as exc:  # noqa: BLE001 (a team's code may raise anything, SystemExit included)
+        oom, size = allocation_failure(exc)
+        if oom:
+            asked = f"tried to allocate {human_bytes(size)}" if size else "allocation failed"
+            return failure("oom", f"{name}: out of memory: {asked} ({one_line(exc)})", traceback.format_exc(),
+                           requested_bytes=size, **submission_fields(job))
+        why = explain_failure(exc) if isinstance(exc, Exception) else None
+        return failure("run_error", f"{name}: {why or one_line(exc)}", traceback.format_exc(),
+                       **complexity_fields(job.get("_complexity")), **submission_fields(job))  # counted before it failed
 
 
 def die_with_parent() -> None:
@@ -455,8 +478,9 @@ def main(argv=None) -> int:
         return 2
     with open(argv[0]) as fh:
         job = json.load(fh)
-    record = run_job(job)
-    atomic_write_json(job["record"], record)
+    link = WorkerLink(int(job["channel"]["out"]), int(job["channel"]["in"]))
+    link.send({"type": "hello", "entry": job["entry"], "pid": os.getpid()})
+    link.send(run_job(job, link))
     return 0
 
 

@@ -136,16 +136,17 @@ def _sidecar_entry(path: Path, module, unit: Unit, data: dict) -> Entry:
     if "scale" not in data:
         raise CardError(f"{path.name}: the card needs 'scale' (for example scale = 4)")
     module_name = data.pop("module", None)
+    field_name, given = "module", module_name
     if "." in class_name:
         if module_name:
             raise CardError(f"{path.name}: give the module once: either module = {module_name!r} or a dotted "
                             f"class = {class_name!r}, not both")
-        dotted = class_name
+        field_name, given = "class", class_name
         module_name, class_name = class_name.rsplit(".", 1)
-        base = unit.path.parent / _strip_models(module_name).replace(".", "/")
-        if not (base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()):  # never a stdlib module
-            raise CardError(f"{path.name}: field 'class': no class {dotted!r}; a dotted class names a module of the "
-                            f"models folder (no {base.name}.py there) and an nn.Module subclass in it")
+    if module_name and not _module_exists(unit.path.parent, _strip_models(module_name)):
+        what = f"no class {given!r}" if field_name == "class" else f"no module {given!r}"
+        raise CardError(f"{path.name}: field {field_name!r}: {what}: {_strip_models(module_name)} is not a module "
+                        f"below {unit.path.parent.name}/ (the card names modules of the challenge's models folder only)")
     if module is not None and not module_name:
         obj = resolve_class(module, class_name, _where(unit))
         return Entry(model=obj, source="sidecar", file=str(unit.path), **data)
@@ -153,6 +154,15 @@ def _sidecar_entry(path: Path, module, unit: Unit, data: dict) -> Entry:
     imported = import_code(unit, module_name)
     obj = resolve_class(imported, class_name, _module_file(imported, module_name))
     return Entry(model=obj, source="sidecar", file=str(unit.path), module=module_name, **data)
+
+
+def _module_exists(models_dir: Path, dotted: str) -> bool:
+    """Whether ``models.<dotted>`` is a file or folder below ``models_dir`` (checked before any import)."""
+    parts = dotted.split(".")
+    if not all(p.isidentifier() for p in parts):
+        return False
+    base = Path(models_dir).joinpath(*parts)
+    return base.with_suffix(".py").is_file() or base.is_dir()
 
 
 def _strip_models(name: str) -> str:
