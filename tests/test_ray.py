@@ -206,8 +206,8 @@ def comparable(record: dict) -> dict:
 KILL_RAY_WORKER = """
 class KillsParent(Tiny):
     def forward(self, x):
-        os.kill(os.getppid(), 9)  # the parent is the Ray worker (or the driver, locally)
-        time.sleep(30)
+        os.kill(os.getppid(), 9)  # unconfined: the Ray worker; confined: the sandbox's init, which survives
+        time.sleep(3)
 """
 
 # Every entry has a checkpoint: an entry without one has random weights, different in every run.
@@ -273,8 +273,11 @@ def test_ray_matches_local_survives_a_killed_worker_and_resumes(ray_instance, fo
         assert comparable(by_name[ref["entry"]]) == comparable(ref), ref["entry"]
     assert [by_name[n]["status"] for n in LOCAL_ENTRIES] == ["ok", "ok", "crashed"]
     killer = by_name["killer"]
-    assert killer["status"] == "crashed" and killer["key"]
-    assert "Ray worker died 2 time(s)" in killer["error"] and killer["fairness"]["attempts"] == 2
+    assert killer["status"] not in ("ok", "untrained") and killer["key"]
+    if killer.get("isolation", {}).get("pid_namespace"):  # confined: the Ray worker was out of its reach
+        assert killer["fairness"]["attempts"] == 1 and "Ray worker died" not in killer["error"]
+    else:  # unconfined: the Ray worker died and was retried
+        assert "Ray worker died 2 time(s)" in killer["error"] and killer["fairness"]["attempts"] == 2
     fair = by_name["alpha"]["fairness"]
     assert fair["backend"] == "ray" and fair["exclusive_timing"] is False and fair["resources"] == {"CPU": 1}
     assert fair["attempts"] == 1 and set(fair["others_on_node"]) <= set(LOCAL_ENTRIES + ["killer"]) - {"alpha"}

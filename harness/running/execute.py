@@ -1,7 +1,7 @@
 """Run one job (one entry) in a confined worker subprocess with a time limit, and return its record.
 
 This is the parent side of the trust boundary (``docs/threat_model.md``): it holds the HR,
-gives the worker an LR-only cache in its scratch folder, talks to it over two pipes
+gives the worker an LR-only cache beside (not in) its scratch folder, talks to it over two pipes
 (``harness.running.channel``), scores the SR outputs itself (``harness.running.quality``),
 checks what the worker reports (``harness.running.intake``, ``harness.running.crosscheck``)
 and builds the record; it never imports team code and never unpickles anything the worker
@@ -37,8 +37,8 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def open_splits(job: dict, scratch: Path) -> tuple[dict, dict, list[str]]:
-    """The verified HR splits, the LR-only files written for the worker into ``scratch``, and
+def open_splits(job: dict, folder: Path) -> tuple[dict, dict, list[str]]:
+    """The verified HR splits, the LR-only files written for the worker into ``folder``, and
     notes (a modified cache is rebuilt from the source and the note says so)."""
     from harness.data.splits import CacheMismatch, load_cache, load_split, save_cache
 
@@ -56,7 +56,7 @@ def open_splits(job: dict, scratch: Path) -> tuple[dict, dict, list[str]]:
             save_cache(split, path)
             split = load_cache(path, expect=want)
             notes.append(f"data cache {Path(path).name} was modified ({exc}); rebuilt from {spec}")
-        lr = scratch / f"lr-{name}.npz"
+        lr = folder / f"lr-{name}.npz"
         save_cache(split, lr, roles=("lr",))
         lr.chmod(0o444)
         splits[name] = split
@@ -109,8 +109,10 @@ def execute_job(job: dict, *, timeout_s: float | None = None, env: dict | None =
     with tempfile.TemporaryDirectory(prefix="esr-job-") as tmp:
         scratch = Path(tmp) / "scratch"  # the worker's one writable folder; the log stays outside it
         scratch.mkdir()
+        inputs = Path(tmp) / "inputs"  # LR files and the job: outside scratch, so read-only when confined
+        inputs.mkdir()
         try:
-            splits, lr_paths, notes = open_splits(job, scratch)
+            splits, lr_paths, notes = open_splits(job, inputs)
         except Exception as exc:  # a cache that cannot be read or rebuilt: the entry cannot be measured
             return _failed(job, "run_error", f"{name}: data cache unusable: {exc}", started, None, None)
         scale = next(iter(splits.values())).scale if splits else int((job.get("card") or {}).get("scale") or 1)
@@ -129,7 +131,7 @@ def execute_job(job: dict, *, timeout_s: float | None = None, env: dict | None =
             "zoo": str(Path(job["zoo"]).resolve()) if job.get("zoo") else None, "settings": job["settings"],
             "lr_splits": lr_paths, "phase": job.get("phase"), "channel": {"out": to_parent_w, "in": to_worker_r},
         }
-        job_path = scratch / "job.json"
+        job_path = inputs / "job.json"
         job_path.write_text(json.dumps(worker_job))
         log_path = Path(tmp) / "log.txt"
         run_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
