@@ -150,19 +150,24 @@ def _ties_text(ranking: Ranking) -> str:
     return out
 
 
+def threshold_text(gate, metric) -> str:
+    """A threshold gate's bound as printed: ``>= 28.63 dB`` (at the gate's digits, else the metric's)."""
+    digits = metric.digits if gate.digits is None else gate.digits
+    if gate.at_least is not None:
+        return f">= {text(gate.at_least, digits)} {metric.unit}".rstrip()
+    return f"<= {text(gate.at_most, digits)} {metric.unit}".rstrip()
+
+
 def gate_lines(ranking: Ranking) -> list[str]:
     if not ranking.gates:
         return []
     parts = []
     for g, why in ranking.gates:
         m = ranking.track.metrics[g.metric]
-        digits = m.digits if g.digits is None else g.digits
         if g.baseline:
             part = f"{g.label or m.label} no worse than the baseline"
-        elif g.at_least is not None:
-            part = f"{g.label or m.label} >= {text(g.at_least, digits)} {m.unit}".rstrip()
         else:
-            part = f"{g.label or m.label} <= {text(g.at_most, digits)} {m.unit}".rstrip()
+            part = f"{g.label or m.label} {threshold_text(g, m)}"
         data = [ranking.track.context.data[s] for s in ranking.track.splits_of(g.metric)
                 if s in ranking.track.context.data]
         if data and not g.baseline:

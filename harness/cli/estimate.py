@@ -215,6 +215,7 @@ def active_gates(team: TeamEstimate) -> list:
 def gate_lines(track, team: TeamEstimate, record: dict) -> list[str]:
     """One line per active gate: value, threshold, pass/fail, and whether the data used can judge it."""
     from leaderboard.rank import gate_check
+    from leaderboard.render import threshold_text
 
     ranking = team.rankings[0]
     lines = []
@@ -223,10 +224,8 @@ def gate_lines(track, team: TeamEstimate, record: dict) -> list[str]:
         value = team.values.get(gate.metric, math.nan)
         if gate.baseline:
             want = f"no worse than the baseline ({_shown(track, gate.metric, team.baseline_values.get(gate.metric))})"
-        elif gate.at_least is not None:
-            want = f">= {_fixed(gate.at_least, gate.digits or metric.digits)} {metric.unit}".rstrip()
         else:
-            want = f"<= {_fixed(gate.at_most, gate.digits or metric.digits)} {metric.unit}".rstrip()
+            want = threshold_text(gate, metric)
         label = gate.label or metric.label
         if math.isnan(value):
             lines.append(f"{label} {want}: not measured here")
@@ -238,12 +237,6 @@ def gate_lines(track, team: TeamEstimate, record: dict) -> list[str]:
             judged = "cannot be judged: the team's entry is untrained (no checkpoint), its PSNR is of random weights"
         lines.append(f"{label} {want}: {_shown(track, gate.metric, value)} {metric.unit} here, {verdict}; {judged}")
     return lines
-
-
-def _fixed(value: float, digits: int) -> str:
-    from leaderboard.fmt import text
-
-    return text(float(value), int(digits))
 
 
 def _quality_metric(track, key: str) -> bool:
