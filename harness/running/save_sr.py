@@ -3,9 +3,9 @@
 Layout: ``DIR/<entry>/<split>/<image name>.png``. The entry, split and image names come from
 the run (the catalog and the data set), never from team code, and are validated here anyway:
 each must be one plain path component, so no name can write outside ``DIR``. Files are written
-to a temporary name beside the target and renamed (atomic), by the parent process: the confined
-worker keeps exactly the arrays it scored as raw ``.npy`` files in its job folder
-(:func:`stash_sr`), and the parent turns them into PNG files (:func:`publish_sr`).
+to a temporary name beside the target and renamed (atomic), by the parent process: the uint8
+arrays the confined worker sent back are scored and saved by the same sink of the parent's
+quality step (``harness.running.quality``), so the file is exactly the image that was scored.
 """
 from __future__ import annotations
 
@@ -58,38 +58,6 @@ def save_sr(root: str | Path, entry: str, split: str, image: str, sr) -> str:
         Path(tmp).unlink(missing_ok=True)
         raise
     return rel
-
-
-def stash_sr(stash: str | Path, split: str, index: int, sr) -> None:
-    """Worker side: keep the scored uint8 image as raw ``.npy`` (no pickle) in its job folder.
-
-    The worker may write only its job folder; the parent reads the arrays back with
-    :func:`publish_sr` and writes the PNG files under names it chooses itself.
-    """
-    folder = Path(stash)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / f"{check_name(split, 'split')}-{int(index)}.npy", np.ascontiguousarray(sr), allow_pickle=False)
-
-
-def publish_sr(stash: str | Path, entry: str, images: dict[str, list[str]], root: str | Path) -> dict:
-    """Parent side: the stashed arrays as ``root/<entry>/<split>/<image>.png``; returns ``sr_saved``.
-
-    ``images`` maps each split to its image names in order, from the parent's own description of
-    the data (never from the worker); each array is read with ``allow_pickle=False`` and must be
-    uint8 ``H x W x 3``.
-    """
-    files: dict[str, list[str]] = {}
-    for split, names in images.items():
-        for index, name in enumerate(names):
-            path = Path(stash) / f"{check_name(split, 'split')}-{index}.npy"
-            if not path.is_file():
-                raise SaveError(f"--save-sr: {entry}: no SR image came back for {split}/{name}")
-            try:
-                arr = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise SaveError(f"--save-sr: {entry}: the SR image of {split}/{name} is unreadable ({exc})") from None
-            files.setdefault(split, []).append(save_sr(root, entry, split, name, arr))
-    return saved_summary(root, files)
 
 
 def saved_summary(root: str | Path, files: dict[str, list[str]]) -> dict:
