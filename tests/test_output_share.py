@@ -41,3 +41,57 @@ def test_bad_headers_are_refused_before_anything_is_mapped():
         open_output(ipc, None, expect_hw=(4, 7))
     with pytest.raises(ShareError, match="uint8 3xHxW"):
         share_output(torch.zeros(3, 4, 6))
+
+
+# ---------------------------------------------------------------- the parent's side (harness.running.quality)
+
+def _quality_fixture(device="cpu"):
+    from harness.data.splits import Pair, Split
+    from harness.running.quality import Quality
+
+    rng = np.random.default_rng(3)
+    hr = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    sr = np.clip(hr.astype(int) + rng.integers(-9, 10, hr.shape), 0, 255).astype(np.uint8)
+    split = Split(name="t", split="valid", scale=4, pairs=[Pair("img0", hr, hr[::4, ::4])], file_hash="x")
+    return Quality({"valid": split}, entry="e", crop_border=4, device=device), hr, sr
+
+
+def test_receive_scores_every_transport_to_the_same_values():
+    from harness.measure.metrics import quality as host_quality
+
+    want = host_quality(*_quality_fixture()[2:0:-1], crop_border=4)
+    # the CPU protocol: raw H x W x 3 frame
+    q, hr, sr = _quality_fixture()
+    reply = q.receive({"type": "sr", "split": "valid", "index": 0, "shape": [40, 48, 3], "dtype": "uint8"}, sr.tobytes())
+    assert reply == {"type": "ack"} and q.placement()["where"] == "host"
+    assert {k: q.values["valid"][k][0] for k in want} == want
+    # a CUDA output copied through the host (as the worker sends it when IPC is unavailable): said so, with the reason
+    q, hr, sr = _quality_fixture(device="cuda")
+    header, payload = share_output(torch.from_numpy(sr).permute(2, 0, 1))
+    header.update(type="sr", split="valid", index=0, from_cuda=True, reason="CUDA IPC disabled")
+    assert q.receive(header, payload) == {"type": "ack"}
+    placed = q.placement()
+    assert placed["where"] == "host-copy" and placed["host_copy_reason"] == "CUDA IPC disabled"
+    assert {k: q.values["valid"][k][0] for k in want} == want
+    # scored with torch where the tensor is (the device path; here the CPU device): same figures
+    q, hr, sr = _quality_fixture()
+    got = q.add("valid", 0, torch.from_numpy(sr).permute(2, 0, 1).contiguous())
+    assert got["psnr_rgb"] == want["psnr_rgb"] and got["psnr_y"] == want["psnr_y"]
+    assert abs(got["ssim_rgb"] - want["ssim_rgb"]) < 1e-9 and abs(got["ssim_y"] - want["ssim_y"]) < 1e-9
+
+
+def test_receive_refuses_ipc_on_a_cpu_run_and_asks_for_a_host_copy_when_a_handle_cannot_be_mapped():
+    from harness.running.quality import BadOutputError
+
+    ipc = {"type": "sr", "split": "valid", "index": 0, "kind": "cuda_ipc", "shape": [3, 40, 48], "device": 0,
+           "handle": "00" * 64, "size_bytes": 3 * 40 * 48, "offset_bytes": 0, "ref_counter_handle": "00",
+           "ref_counter_offset": 0, "event_handle": "", "event_sync_required": False}
+    q, _, _ = _quality_fixture()
+    with pytest.raises(BadOutputError, match="CUDA IPC output arrived in a run on the CPU"):
+        q.receive(ipc, None)
+    q, _, _ = _quality_fixture(device="cuda")
+    reply = q.receive(ipc, None)  # a CPU build of torch (or a foreign handle) cannot map it
+    assert reply["type"] == "host" and reply["reason"].startswith("CUDA IPC handle not opened")
+    assert q.values["valid"]["psnr_rgb"][0] is None  # nothing scored until the host copy arrives
+    with pytest.raises(BadOutputError, match="expected"):
+        q.receive(dict(ipc, shape=[3, 41, 48]), None)  # sizes are checked before anything is mapped

@@ -88,6 +88,7 @@ def open_output(header: dict, payload: bytes | None, *, expect_hw: tuple[int, in
     storage = torch.UntypedStorage._new_shared_cuda(*args)
     t = torch.empty(0, dtype=torch.uint8, device=storage.device)
     t.set_(storage, offset, (3, h, w), (h * w, w, 1))
-    if device is not None and str(t.device) != str(torch.device(device)):
+    want = torch.device(device) if device is not None else None
+    if want is not None and (t.device.type != want.type or (want.index is not None and t.device.index != want.index)):
         raise ShareError(f"open_output: output is on {t.device}, the quality process scores on {device}")
     return t, "cuda-ipc"

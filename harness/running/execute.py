@@ -26,7 +26,7 @@ from harness.core.sandbox import Confined, SandboxUnavailable
 from harness.running import crosscheck, intake
 from harness.running.channel import ChannelError, ChannelTimeout, Reader, send
 from harness.running.hooks import kill_point
-from harness.running.quality import BadOutputError, Quality, decode_sr
+from harness.running.quality import BadOutputError, Quality
 from harness.running.records import SCHEMA, error_record, provenance
 from harness.running.settings import RunSettings
 
@@ -123,7 +123,8 @@ def execute_job(job: dict, *, timeout_s: float | None = None, env: dict | None =
 
             sinks.append(lambda split, index, image, sr: saved.setdefault(split, []).append(
                 save_sr(settings.save_sr, name, split, image, sr)))
-        quality = Quality(splits, entry=name, crop_border=settings.crop_for(scale), sinks=sinks)
+        quality = Quality(splits, entry=name, crop_border=settings.crop_for(scale), sinks=sinks,
+                          device=str(settings.device))
         to_parent_r, to_parent_w = os.pipe()
         to_worker_r, to_worker_w = os.pipe()
         worker_job = {
@@ -219,9 +220,7 @@ def _converse(proc, reader: Reader, to_worker: int, quality: Quality, name: str,
                 return session
         elif kind == "sr":
             try:
-                sr = decode_sr(header, payload)
-                quality.add(header.get("split"), header.get("index"), sr)
-                send(to_worker, {"type": "ack"})
+                send(to_worker, quality.receive(header, payload))
             except BadOutputError as exc:
                 session["bad_output"] = str(exc)
                 _safe_send(to_worker, {"type": "stop", "error": str(exc)})
@@ -234,7 +233,7 @@ def _converse(proc, reader: Reader, to_worker: int, quality: Quality, name: str,
             deadline += busy  # scoring is the parent's time, not the entry's
             if current is not None:
                 current["busy_ms"] += busy * 1e3
-                current["sr_mib"] += len(payload) / 2**20
+                current["sr_mib"] += len(payload or b"") / 2**20
         elif kind in ("record", "failure"):
             session["final"] = header
         elif kind == "hello":

@@ -12,7 +12,15 @@ array) and this module compares it with the HR. Interface:
 * ``quality.results()`` -- per split: ``images``, the per-image lists ``psnr_rgb``, ``psnr_y``,
   ``ssim_rgb``, ``ssim_y`` and their ``mean``; raises ``BadOutputError`` if an image is missing.
 
-Where the figures were computed is recorded by ``placement()`` in ``record["quality"]``.
+* ``quality.receive(header, payload)`` -- one ``sr`` message of the worker: a host frame
+  (``decode_sr``) or, on CUDA, an ``harness.measure.output_share`` header (a CUDA IPC handle
+  scored on the device by ``metrics_torch``, or a host copy); returns the reply for the worker:
+  ``{"type": "ack"}``, or ``{"type": "host", "reason": ...}`` when the IPC handle could not be
+  opened here (the worker then sends the same image through the host).
+
+Where the figures were computed is recorded by ``placement()`` in ``record["quality"]``:
+``where`` is ``host``, ``cuda-ipc`` or ``host-copy`` (a CUDA output copied through the host,
+with the reason).
 """
 from __future__ import annotations
 
@@ -50,8 +58,12 @@ def mean_quality(values) -> float:
 class Quality:
     """Scores one entry's SR outputs, split by split, image by image."""
 
-    def __init__(self, splits: dict, *, entry: str, crop_border: int, sinks=()):
+    def __init__(self, splits: dict, *, entry: str, crop_border: int, sinks=(), device: str = "cpu"):
         self.splits = splits
+        self.device = str(device)
+        self.device_used = "cpu"
+        self.where = set()  # transports that brought outputs: host, cuda-ipc, host-copy
+        self.host_copy_reasons = set()
         self.entry = entry
         self.crop_border = int(crop_border)
         self.sinks = list(sinks)
@@ -63,32 +75,83 @@ class Quality:
     def expected_shape(self, split: str, index: int) -> tuple:
         return tuple(self.splits[split].pairs[index].hr.shape)
 
-    def add(self, split: str, index: int, sr: np.ndarray) -> dict:
-        """Score one SR image; returns its four figures."""
+    def add(self, split: str, index: int, sr) -> dict:
+        """Score one SR image (uint8 ``H x W x 3`` array, or uint8 ``3 x H x W`` CUDA tensor); its four figures."""
         from time import perf_counter
 
-        from harness.measure.metrics import psnr, ssim
-
-        if split not in self.splits or not isinstance(index, int) or not 0 <= index < len(self.splits[split].pairs):
-            raise BadOutputError(f"{self.entry}: SR output for unknown image {split}[{index!r}]")
-        pair = self.splits[split].pairs[index]
-        if sr.dtype != np.uint8 or sr.shape != pair.hr.shape:
-            raise BadOutputError(f"{self.entry}: SR output of {pair.name} is {sr.dtype} {sr.shape}; "
+        pair = self._pair(split, index)
+        on_device = not isinstance(sr, np.ndarray)
+        shape = tuple(sr.shape)[1:] + tuple(sr.shape)[:1] if on_device else sr.shape
+        if str(sr.dtype) not in ("uint8", "torch.uint8") or shape != pair.hr.shape:
+            raise BadOutputError(f"{self.entry}: SR output of {pair.name} is {sr.dtype} {shape}; "
                                  f"expected uint8 {pair.hr.shape} (HR size)")
         started = perf_counter()
-        out = {}
-        for channel in ("rgb", "y"):
-            out[f"psnr_{channel}"] = psnr(sr, pair.hr, crop_border=self.crop_border, channel=channel)
-            out[f"ssim_{channel}"] = ssim(sr, pair.hr, crop_border=self.crop_border, channel=channel)
+        if on_device:
+            out, identical = self._score_on_device(pair, sr)
+        else:
+            from harness.measure.metrics import quality
+
+            out = quality(sr, pair.hr, crop_border=self.crop_border)
+            identical = out["psnr_rgb"] == math.inf and np.array_equal(sr, pair.hr)
         for key, value in out.items():
             self.values[split][key][index] = value
-        if np.array_equal(sr, pair.hr):
+        if identical:
             self.identical.append(f"{split}/{pair.name}")
-        self.seconds += perf_counter() - started
-        self.split_seconds[split] = self.split_seconds.get(split, 0.0) + perf_counter() - started
-        for sink in self.sinks:
-            sink(split, index, pair.name, sr)
+        spent = perf_counter() - started
+        self.seconds += spent
+        self.split_seconds[split] = self.split_seconds.get(split, 0.0) + spent
+        if self.sinks:
+            host = sr.permute(1, 2, 0).contiguous().cpu().numpy() if on_device else sr
+            for sink in self.sinks:
+                sink(split, index, pair.name, host)
         return out
+
+    def receive(self, header: dict, payload: bytes | None) -> dict:
+        """Score one ``sr`` message of the worker; the reply to send back (see the module docstring)."""
+        split, index = header.get("split"), header.get("index")
+        if "kind" not in header:  # the CPU protocol: raw uint8 H x W x 3 bytes
+            self.add(split, index, decode_sr(header, payload))
+            self.where.add("host")
+            return {"type": "ack"}
+        from harness.measure.output_share import ShareError, open_output
+
+        pair = self._pair(split, index)
+        if header.get("kind") == "cuda_ipc" and self.device == "cpu":
+            raise BadOutputError(f"{self.entry}: a CUDA IPC output arrived in a run on the CPU")
+        try:
+            sr, where = open_output(header, payload, expect_hw=pair.hr.shape[:2],
+                                    device=self.device if self.device.startswith("cuda") else None)
+        except ShareError as exc:
+            raise BadOutputError(f"{self.entry}: SR output of {pair.name}: {exc}") from exc
+        except Exception as exc:  # the handle is valid but cannot be mapped here (driver, namespaces)
+            reason = f"CUDA IPC handle not opened by the quality process: {type(exc).__name__}: {exc}"
+            self.host_copy_reasons.add(reason.splitlines()[0][:200])
+            return {"type": "host", "reason": reason.splitlines()[0][:200]}
+        if where == "host-copy" and header.get("reason"):
+            self.host_copy_reasons.add(str(header["reason"])[:200])
+        self.add(split, index, sr)
+        self.where.add(where)
+        return {"type": "ack"}
+
+    def _pair(self, split, index):
+        if split not in self.splits or not isinstance(index, int) or not 0 <= index < len(self.splits[split].pairs):
+            raise BadOutputError(f"{self.entry}: SR output for unknown image {split}[{index!r}]")
+        return self.splits[split].pairs[index]
+
+    def _score_on_device(self, pair, sr) -> tuple[dict, bool]:
+        """The four figures with ``metrics_torch`` where the output is; the HR goes to the device once per image."""
+        import torch
+
+        from harness.measure import metrics_torch
+
+        ref = metrics_torch.prepare_reference(pair.hr, crop_border=self.crop_border, device=str(sr.device))
+        out = metrics_torch.quality(sr, ref, crop_border=self.crop_border)
+        identical = False
+        if out["psnr_rgb"] == math.inf:
+            hr = torch.from_numpy(np.ascontiguousarray(pair.hr)).to(sr.device).permute(2, 0, 1)
+            identical = bool(torch.equal(sr, hr))
+        self.device_used = str(sr.device)
+        return out, identical
 
     def missing(self, split: str) -> list[str]:
         vals = self.values[split]["psnr_rgb"]
@@ -115,6 +178,14 @@ class Quality:
 
     def placement(self) -> dict:
         """``record["quality"]``: where and how the figures were computed."""
-        return {"where": "host", "computed_by": "harness.running.quality", "process": "parent (no team code)",
-                "pid": os.getpid(), "device": "cpu", "transport": "pipe (uint8 RGB frames)", "overlap": False,
-                "crop_border": self.crop_border, "seconds": {s: round(v, 3) for s, v in self.split_seconds.items()}}
+        where = ("cuda-ipc" if self.where == {"cuda-ipc"} else "host-copy" if "host-copy" in self.where
+                 else "mixed" if len(self.where) > 1 else "host")
+        out = {"where": where, "computed_by": "harness.running.quality", "process": "parent (no team code)",
+               "pid": os.getpid(), "device": self.device_used,
+               "transport": {"host": "pipe (uint8 RGB frames)", "cuda-ipc": "CUDA IPC (device memory, no host copy)",
+                             "host-copy": "pipe (CUDA output copied through the host)"}.get(where, sorted(self.where)),
+               "overlap": False, "crop_border": self.crop_border,
+               "seconds": {s: round(v, 3) for s, v in self.split_seconds.items()}}
+        if self.host_copy_reasons:
+            out["host_copy_reason"] = "; ".join(sorted(self.host_copy_reasons))
+        return out

@@ -149,6 +149,7 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
     entry = prepared.entry
     inputs = [to_input(p.lr, entry.input_range, device) for p in split.pairs]
     mem = PeakMemory(device)
+    ipc = [os.environ.get("ESR_CUDA_IPC", "1") != "0"]  # ESR_CUDA_IPC=0: always hand CUDA outputs over through the host
 
     def on_trial(trial: int, phase: str) -> None:
         link.send({"type": "pass", "split": split.split, "trial": trial, "phase": phase})
@@ -167,9 +168,22 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
                 )
             if not bool(out.isfinite().all()):
                 raise BadOutput(f"{entry.name}: output of {pair.name} contains NaN or Inf")
-            sr = np.ascontiguousarray(to_uint8(out, entry.input_range))
-            reply = link.request({"type": "sr", "split": split.split, "index": index, "shape": list(sr.shape),
-                                  "dtype": "uint8"}, sr)
+            if out.is_cuda:  # quantised on the device; the parent scores it there (CUDA IPC) or gets a host copy
+                from harness.measure.metrics_torch import to_uint8 as to_uint8_device
+                from harness.measure.output_share import share_output
+
+                sr_device = to_uint8_device(out, entry.input_range)
+                header, payload = share_output(sr_device, allow_ipc=ipc[0])
+                reply = link.request({**header, "type": "sr", "split": split.split, "index": index}, payload)
+                if reply.get("type") == "host":  # the parent could not map the handle: host copies from now on
+                    ipc[0] = False
+                    header, payload = share_output(sr_device, allow_ipc=False)
+                    header["reason"] = str(reply.get("reason") or "CUDA IPC refused by the quality process")[:200]
+                    reply = link.request({**header, "type": "sr", "split": split.split, "index": index}, payload)
+            else:
+                sr = np.ascontiguousarray(to_uint8(out, entry.input_range))
+                reply = link.request({"type": "sr", "split": split.split, "index": index, "shape": list(sr.shape),
+                                      "dtype": "uint8"}, sr)
             if reply.get("type") != "ack":
                 raise BadOutput(str(reply.get("error") or f"{entry.name}: the parent refused the output of {pair.name}"))
 
