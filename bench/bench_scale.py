@@ -215,24 +215,44 @@ def harness_entry(entry, zoo, split, settings, device, with_complexity: bool = T
         data_s[0] += time.perf_counter() - t
         return x
 
+    from harness.measure.timing import runtime_stats
+    from harness.running.quality import Quality
+
+    quality = Quality({split.split: split}, entry=entry.name, crop_border=SCALE, device=str(device))
     clock = ForwardClock(prepared.model, str(device).startswith("cuda"))
     worker.to_input = timed_to_input
     try:
         t0 = time.perf_counter()
-        res = worker.measure_split(prepared, split, settings, device, clock)
+        res = worker.measure_split(prepared, split, settings, device, clock, ParentLink(quality))
         wall = time.perf_counter() - t0
     finally:
         worker.to_input = real_to_input
     n = len(split.pairs)
     timed_fwd = sum(sum(t) for t in res["runtime_ms"]) / 1e3
     warmup = clock.s - timed_fwd  # one forward per distinct shape, inside clock.s
-    other = wall - clock.s - res["quality_seconds"] - data_s[0]
+    other = wall - clock.s - quality.seconds - data_s[0]
     return {
-        "model": prepared.model, "forward_ms": res["mean_ms"], "quality_ms": 1e3 * res["quality_seconds"] / n,
-        "data_ms": 1e3 * data_s[0] / n, "other_ms": 1e3 * other / n, "build_s": build, "load_s": load,
-        "complexity_s": complexity, "warmup_s": warmup, "psnr_rgb": res["psnr_rgb"], "ssim_rgb": res["ssim_rgb"],
-        "stats": res["stats"],
+        "model": prepared.model, "forward_ms": statistics.fmean(statistics.fmean(t) for t in res["runtime_ms"]),
+        "quality_ms": 1e3 * quality.seconds / n, "data_ms": 1e3 * data_s[0] / n, "other_ms": 1e3 * other / n,
+        "build_s": build, "load_s": load, "complexity_s": complexity, "warmup_s": warmup,
+        "psnr_rgb": quality.values[split.split]["psnr_rgb"], "ssim_rgb": quality.values[split.split]["ssim_rgb"],
+        "stats": runtime_stats(res["runtime_ms"]), "where": quality.placement()["where"],
     }
+
+
+class ParentLink:
+    """The worker's channel with the parent's side in this process: each SR output is copied as bytes (the
+    pipe's copy) and scored by the parent's ``Quality.receive``; pass messages are dropped."""
+
+    def __init__(self, quality):
+        self.quality = quality
+
+    def send(self, header, payload=None):
+        pass
+
+    def request(self, header, payload=None):
+        data = None if payload is None else memoryview(payload).cast("B").tobytes()
+        return self.quality.receive(header, data)
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,8 @@
 # (harness.measure.metrics_torch) equal to the host values on the same outputs (PSNR exactly,
 # SSIM to 1e-6); (5) CUDA IPC hand-over of an output from a child process
 # (harness.measure.output_share) and the host-copy fallback; (6) bench/bench_scale.py on PAIRS
-# (default 3) DIV2K-size images on the device.
+# (default 3) DIV2K-size images on the device; (7) one `esr run --device cuda` whose record says
+# where quality was computed (cuda-ipc, or host-copy with the reason).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -152,6 +153,20 @@ sys.exit(0 if ok else 1)
 EOF
 
 if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  # (7) a real run on the device: the parent scores the outputs where they are (CUDA IPC) or says why not
+  RUN=$(mktemp -d)
+  timeout 150 "$PY" -m harness.cli run --entries span --device cuda --trials 1 --no-complexity --quiet \
+      --out "$RUN" >/dev/null 2>"$RUN/err" || { echo "FAIL  esr run on cuda  ($(tail -1 "$RUN/err"))"; status=1; }
+  "$PY" - "$RUN/records/span.json" <<'EOF2' || status=$?
+import json, math, sys
+rec = json.load(open(sys.argv[1]))
+q = rec.get("quality") or {}
+psnr = (rec.get("metrics") or {}).get("valid.psnr_rgb")
+ok = rec.get("status") in ("ok", "untrained") and q.get("where") in ("cuda-ipc", "host-copy") and psnr and math.isfinite(psnr)
+print(f"{'PASS' if ok else 'FAIL'}  esr run on cuda: quality where={q.get('where')} device={q.get('device')} "
+      f"reason={q.get('host_copy_reason')} psnr_rgb={psnr} status={rec.get('status')}")
+sys.exit(0 if ok else 1)
+EOF2
   timeout 240 "$PY" bench/bench_scale.py --pairs "$PAIRS" --trials 3 --device cuda --no-complexity || status=$?
 else
   echo "SKIP  scale bench on the device  (no CUDA: skipped)"

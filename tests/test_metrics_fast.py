@@ -76,6 +76,20 @@ def test_ssim_strips_do_not_change_the_value(monkeypatch):
             pytest.approx(whole, abs=1e-6)
 
 
+def test_ssim_bands_on_several_cores_equal_one_pass(monkeypatch):
+    sr, hr = _pair("astronaut", 5)
+    planes = [np.ascontiguousarray(p) for p in (sr[..., 0], sr[..., 1])], \
+        [np.ascontiguousarray(p) for p in (hr[..., 0], hr[..., 1])]
+    serial = [metrics._ssim_plane(x, y) for x, y in zip(*planes)]
+    monkeypatch.setattr(metrics, "_PARALLEL_MIN_PIXELS", 0)
+    for cores in (2, 3, 7):  # bands of unequal height, a ragged last band
+        monkeypatch.setattr(metrics.os, "cpu_count", lambda: cores)
+        monkeypatch.setattr(metrics, "_POOL", None)
+        banded = metrics._ssim_planes(*planes)
+        assert banded == pytest.approx(serial, abs=1e-12)
+        assert banded[1] == pytest.approx(_sk_ssim(sr[..., 1], hr[..., 1]), abs=1e-6)
+
+
 def test_sse_is_exact_across_histogram_chunks(monkeypatch):
     rng = np.random.default_rng(3)
     a = rng.integers(0, 256, (301, 203, 3), dtype=np.uint8)

@@ -26,6 +26,7 @@ figures of one image pair sharing the crop and the Y conversion.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -145,7 +146,7 @@ def ssim(sr: np.ndarray, hr: np.ndarray, *, crop_border: int, channel: str) -> f
     a, b = _prepare(sr, hr, crop_border, channel, "ssim")
     _check_ssim_size(a, crop_border)
     if a.ndim == 2:
-        return _ssim_plane(a, b)
+        return _ssim_planes([a], [b])[0]
     return _ssim_rgb(a, b)
 
 
@@ -193,7 +194,7 @@ def quality(sr: np.ndarray, hr, *, crop_border: int) -> dict:
     planes = list(cv2.split(np.ascontiguousarray(cropped))) + [rgb2y_table(cropped)]
     sse = [sse_uint8(a, b) for a, b in zip(planes, ref.planes)]
     n = planes[0].size
-    ssims = [_ssim_plane(a, b) for a, b in zip(planes, ref.planes)]
+    ssims = _ssim_planes(planes, ref.planes)
     return {
         "psnr_rgb": _psnr_from_sse(sum(sse[:3]), 3 * n),
         "psnr_y": _psnr_from_sse(sse[3], n),
@@ -240,7 +241,40 @@ def y_table() -> np.ndarray:
 def _ssim_rgb(a: np.ndarray, b: np.ndarray) -> float:
     """Mean of the three per-channel SSIMs (channels split into contiguous planes first)."""
     pa, pb = cv2.split(np.ascontiguousarray(a)), cv2.split(np.ascontiguousarray(b))
-    return float(np.mean([_ssim_plane(pa[c], pb[c]) for c in range(3)]))
+    return float(np.mean(_ssim_planes(pa, pb)))
+
+
+_POOL = None
+
+
+def _ssim_planes(xs, ys) -> list[float]:
+    """``_ssim_plane`` of each pair; large planes are split into row bands scored on all cores.
+
+    OpenCV releases the GIL, so threads run the bands in parallel. Each band is an independent
+    'valid' SSIM over its output rows (its input rows plus the 5-row halo), and the plane's
+    value is the sum over bands divided by the plane's count, so the result does not depend on
+    the number of bands beyond float64 summation order.
+    """
+    global _POOL
+    workers = min(8, os.cpu_count() or 1)
+    if workers == 1 or xs[0].size < _PARALLEL_MIN_PIXELS:
+        return [_ssim_plane(x, y) for x, y in zip(xs, ys)]
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="esr-ssim")
+    pad = (SSIM_WINDOW - 1) // 2
+    jobs = []
+    for x, y in zip(xs, ys):
+        out_rows = x.shape[0] - 2 * pad
+        step = -(-out_rows // workers)
+        bands = [(r0, min(r0 + step, out_rows)) for r0 in range(0, out_rows, step)]
+        jobs.append([_POOL.submit(_ssim_sum, x[r0:r1 + 2 * pad], y[r0:r1 + 2 * pad]) for r0, r1 in bands])
+    return [math.fsum(f.result() for f in plane) / ((x.shape[0] - 2 * pad) * (x.shape[1] - 2 * pad))
+            for plane, x in zip(jobs, xs)]
+
+
+_PARALLEL_MIN_PIXELS = 1 << 18
 
 
 def _check_crop(shape, crop_border, who: str) -> None:
@@ -279,11 +313,17 @@ def gaussian_window_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np
 
 
 _WINDOW_COLUMN = gaussian_window_1d().reshape(-1, 1)
-_STRIP_ROWS = 32  # output rows per strip: a strip's planes stay in cache while the SSIM map is formed
+_STRIP_ROWS = 64  # output rows per strip: a strip's planes stay in cache while the SSIM map is formed
 
 
 def _ssim_plane(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM map of two uint8 planes (``'valid'`` region), float64.
+    """Mean SSIM map of two uint8 planes (``'valid'`` region), float64."""
+    pad = (SSIM_WINDOW - 1) // 2
+    return _ssim_sum(a, b) / ((a.shape[0] - 2 * pad) * (a.shape[1] - 2 * pad))
+
+
+def _ssim_sum(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of the SSIM map of two uint8 planes over the ``'valid'`` region, float64.
 
     Each strip of output rows is filtered from its input rows plus the 5-row halo; OpenCV
     filters the whole strip (any border mode) and the halo is cropped, which leaves exactly the
@@ -316,7 +356,7 @@ def _ssim_plane(a: np.ndarray, b: np.ndarray) -> float:
         den = cv2.multiply(cv2.add(m2, c1), cv2.addWeighted(e_sq, 1.0, m2, -1.0, c2))  # (.. + C1)(var_x + var_y + C2)
         ratio = cv2.divide(num, den)
         total += float(ratio[:, pad:-pad].sum())
-    return total / (out_rows * (w - 2 * pad))
+    return total
 
 
 def _check_uint8_rgb(img, who: str) -> np.ndarray:

@@ -140,10 +140,8 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
     converted to uint8 RGB and sent; this process waits for the parent's answer (the parent
     scores the image meanwhile), outside the timed region and outside the memory figure.
     """
-    import numpy as np
-
     from harness.measure.memory import PeakMemory
-    from harness.measure.metrics import to_uint8
+    from harness.measure.metrics_torch import to_uint8 as to_uint8_device
     from harness.measure.timing import run_timed
 
     entry = prepared.entry
@@ -168,11 +166,10 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
                 )
             if not bool(out.isfinite().all()):
                 raise BadOutput(f"{entry.name}: output of {pair.name} contains NaN or Inf")
+            sr_device = to_uint8_device(out, entry.input_range)  # torch, multi-threaded; = metrics.to_uint8
             if out.is_cuda:  # quantised on the device; the parent scores it there (CUDA IPC) or gets a host copy
-                from harness.measure.metrics_torch import to_uint8 as to_uint8_device
                 from harness.measure.output_share import share_output
 
-                sr_device = to_uint8_device(out, entry.input_range)
                 header, payload = share_output(sr_device, allow_ipc=ipc[0])
                 reply = link.request({**header, "type": "sr", "split": split.split, "index": index}, payload)
                 if reply.get("type") == "host":  # the parent could not map the handle: host copies from now on
@@ -181,7 +178,7 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
                     header["reason"] = str(reply.get("reason") or "CUDA IPC refused by the quality process")[:200]
                     reply = link.request({**header, "type": "sr", "split": split.split, "index": index}, payload)
             else:
-                sr = np.ascontiguousarray(to_uint8(out, entry.input_range))
+                sr = sr_device.permute(1, 2, 0).contiguous().numpy()
                 reply = link.request({"type": "sr", "split": split.split, "index": index, "shape": list(sr.shape),
                                       "dtype": "uint8"}, sr)
             if reply.get("type") != "ack":
