@@ -270,7 +270,7 @@ def test_a_custom_loader_is_traced_into_a_card(challenge):
     assert (card["class"], card["kwargs"], card["checkpoint"], card["state_key"], card["team"]) == (
         "OwnNet", {"dim": 8, "act": "gelu"}, "team08.pth", "params", "Own Team")
     assert "by tracing select_model" in card["notes"]
-    assert "CUDA calls neutralised while tracing (2 .cuda()" in card["notes"]
+    assert "CUDA calls neutralised while tracing (Module.cuda x2)" in card["notes"]
     assert "utils.utils_logger" in card["notes"] and "utils.utils_image" in card["notes"]
     hows = {r.model_id: (r.how, r.reason) for r in conv.branches}
     assert hows[8] == ("traced", "")

@@ -89,46 +89,6 @@ class _Stub(types.ModuleType):
                        f"(test_demo.py imports it and it is not in the folder)")
 
 
-def _neutralise_cuda(torch, notes: list) -> None:
-    counts = {"cuda": 0, "to": 0}
-
-    def cpu_device(dev):
-        text = str(dev) if dev is not None else ""
-        return text.startswith("cuda")
-
-    def module_cuda(self, *a, **k):
-        counts["cuda"] += 1
-        return self
-
-    orig_mod_to, orig_t_to = torch.nn.Module.to, torch.Tensor.to
-
-    def strip(args, kwargs):
-        moved = False
-        args = list(args)
-        for i, a in enumerate(args):
-            if (isinstance(a, (str, torch.device))) and cpu_device(a):
-                args[i], moved = torch.device("cpu"), True
-        if "device" in kwargs and cpu_device(kwargs["device"]):
-            kwargs["device"], moved = torch.device("cpu"), True
-        if moved:
-            counts["to"] += 1
-        return args, kwargs
-
-    def module_to(self, *args, **kwargs):
-        args, kwargs = strip(args, kwargs)
-        return orig_mod_to(self, *args, **kwargs)
-
-    def tensor_to(self, *args, **kwargs):
-        args, kwargs = strip(args, kwargs)
-        return orig_t_to(self, *args, **kwargs)
-
-    torch.nn.Module.cuda = module_cuda
-    torch.Tensor.cuda = lambda self, *a, **k: self
-    torch.nn.Module.to = module_to
-    torch.Tensor.to = tensor_to
-    notes.append(counts)
-
-
 def _literal(value, what: str):
     if value is None or isinstance(value, LITERALS):
         return value
@@ -238,9 +198,10 @@ def run_child(test_demo: Path, model_id: int) -> dict:
 
     root = test_demo.parent
     sys.path.insert(0, str(root))
+    from harness.submissions.importing import CudaNeutraliser
+
     notes: list = []
-    counts: list = []
-    _neutralise_cuda(torch, counts)
+    neutral = CudaNeutraliser(root=str(root.resolve())).install()
     loads: list = []
     calls: list = []
     orig_load, orig_lsd = torch.load, torch.nn.Module.load_state_dict
@@ -351,9 +312,8 @@ def run_child(test_demo: Path, model_id: int) -> dict:
                              f"not on the model"}
     except TraceError as exc:
         return {"error": str(exc)}
-    cuda = counts[0]
-    if cuda["cuda"] or cuda["to"]:
-        notes.append(f"CUDA calls neutralised while tracing ({cuda['cuda']} .cuda(), {cuda['to']} .to('cuda'))")
+    if neutral.calls:
+        notes.append(f"CUDA calls neutralised while tracing ({neutral.summary()})")
     if stubs:
         notes.append(f"test_demo imports stubbed while tracing: {', '.join(stubs)}")
     return report
