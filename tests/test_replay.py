@@ -164,7 +164,20 @@ def test_oracle_comparison_explains_each_difference():
 
     row = Row(team="t", ours={"params": 10, "flops": 100, "acts": 5, "conv": 2})
     compare_oracle(row, {"params": 10, "macs": 100, "activations": 5, "conv": 2}, "macs")
-    assert row.all_match and row.why == "equal to the organizers' counters"
+    assert row.all_match and row.why == "equal to the organizers' counters on the same input"
+    # a model whose work depends on the input values: their own input gives other counts, ours gives ours
+    row = Row(team="t", ours={"params": 10, "flops": 100, "acts": 5, "conv": 2})
+    compare_oracle(row, {"params": 10, "macs": 100, "activations": 7, "conv": 2,
+                         "same_input": {"macs": 100, "activations": 5, "conv": 2}}, "macs")
+    assert row.all_match and row.oracle["acts"] == 7
+    assert "depends on the input values" in row.why and "acts 7" in row.why
+    # a model that samples in its forward: two counts on the same input differ, and that is said
+    row = Row(team="t", ours={"params": 10, "flops": 95, "acts": 5, "conv": 2})
+    compare_oracle(row, {"params": 10, "macs": 100, "activations": 5, "conv": 2,
+                         "same_input": {"macs": 100, "activations": 5, "conv": 2},
+                         "same_input_again": {"macs": 104, "activations": 5, "conv": 2}}, "macs")
+    assert not row.all_match and row.why.startswith("submission property: the model draws random numbers")
+    assert "flops 100 then 104" in row.why and "ours flops 95" in row.why
     row = Row(team="t", ours={"params": 10, "flops": 130, "acts": 5, "conv": 2})
     compare_oracle(row, {"params": 10, "macs": 100, "activations": 5, "conv": 2,
                          "fvcore_unsupported": {"aten::_convolution_mode": 80}}, "macs")

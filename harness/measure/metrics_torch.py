@@ -62,7 +62,8 @@ def to_uint8(out, input_range: float):
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()  # half/bfloat16 outputs, as on the host
     factor = 255.0 / input_range  # exactly 255 or 1
-    return torch.round(torch.clamp(t * factor, 0, 255)).to(torch.uint8)
+    x = t * factor  # a fresh tensor (the model's output is left as it is); then clamped and rounded in place
+    return x.clamp_(0, 255).round_().to(torch.uint8)
 
 
 def rgb2y(planes):

@@ -140,7 +140,7 @@ def run_oracle(python: str, challenge: Path, record: dict, entry: str, zoo: Path
     from harness.core.sandbox import run_confined
 
     card = record.get("card") or {}
-    file = card.get("file")
+    file = card.get("file") or (record.get("submission") or {}).get("path")  # failed records keep the submission
     if not file:
         return {"error": "the record names no model file"}
     with tempfile.TemporaryDirectory(prefix="esr-oracle-") as tmp:
@@ -156,22 +156,49 @@ def run_oracle(python: str, challenge: Path, record: dict, entry: str, zoo: Path
 
 
 def compare_oracle(row: Row, orc: dict, flops_key: str) -> None:
+    """Our figures against the organizers' counters on the same built model and the same input.
+
+    ``row.oracle`` holds what their counters give on their own input (what they would publish);
+    a row matches when every figure equals theirs on the harness's input (``same_input``). Where
+    the two inputs give different counts, the model's work depends on the input values and the
+    published figure is an artefact of their input, said in ``why``.
+    """
     names = {"params": "params", "flops": flops_key, "acts": "activations", "conv": "conv"}
+    same = orc.get("same_input") or {}
+    if same.get("error") or not same:  # their counter cannot take our input: compare on theirs
+        same = {k: v for k, v in orc.items() if k not in ("same_input", "same_input_again")}
+    same = dict(same, params=orc.get("params"))
     row.oracle = {f: orc.get(k) for f, k in names.items()}
-    row.match = {f: row.ours.get(f) is not None and row.ours.get(f) == row.oracle.get(f) for f in FIGURES}
+    on_same = {f: same.get(k) for f, k in names.items()}
+    row.match = {f: row.ours.get(f) is not None and row.ours.get(f) == on_same.get(f) for f in FIGURES}
+    moved = [f for f in FIGURES if on_same.get(f) is not None and on_same.get(f) != row.oracle.get(f)]
+    data_note = ("oracle artefact: the model's work depends on the input values; on their own input "
+                 "(model_summary: an uninitialised FloatTensor; fvcore: torch.rand) their counters give "
+                 + ", ".join(f"{f} {row.oracle.get(f)}" for f in moved)
+                 + "; on the harness's input they give ours") if moved else ""
+    weights = f"; {orc['weights']}" if orc.get("weights") else ""
     if row.all_match:
-        row.why = "equal to the organizers' counters"
+        row.why = "; ".join(filter(None, ["equal to the organizers' counters on the same input", data_note])) + weights
         return
     diffs = [f for f in FIGURES if not row.match[f]]
-    errs = [orc.get(f"{k}_error") for k in ("activations", "macs_legacy", "macs") if orc.get(f"{k}_error")]
-    unsupported = orc.get("fvcore_unsupported") or {}
-    if errs and all(row.oracle.get(f) is None for f in diffs):
+    again = orc.get("same_input_again") or {}
+    random = [f for f in diffs if names[f] in again and again[names[f]] != same.get(names[f])]
+    if random:
+        row.why = ("submission property: the model draws random numbers in its forward, so its work changes from one "
+                   "forward to the next on the same input (the organizers' counters, twice: "
+                   + ", ".join(f"{f} {same.get(names[f])} then {again[names[f]]}" for f in random)
+                   + f"; ours {', '.join(f'{f} {row.ours.get(f)}' for f in random)} is one such forward)") + weights
+        return
+    errs = [same.get(f"{k}_error") for k in ("activations", "macs_legacy", "macs") if same.get(f"{k}_error")]
+    unsupported = same.get("fvcore_unsupported") or {}
+    if errs and all(on_same.get(f) is None for f in diffs):
         row.why = f"oracle artefact: the organizers' counter fails on this model ({errs[0][:120]})"
     elif diffs == ["flops"] and unsupported:
         row.why = f"oracle artefact?: fvcore skips {', '.join(sorted(unsupported))}; ours differs by " \
-                  f"{(row.ours['flops'] or 0) - (row.oracle['flops'] or 0):+d} MACs"
+                  f"{(row.ours['flops'] or 0) - (on_same['flops'] or 0):+d} MACs"
     else:
-        row.why = "ours wrong: " + ", ".join(f"{f} ours {row.ours.get(f)} vs {row.oracle.get(f)}" for f in diffs)
+        row.why = "ours wrong: " + ", ".join(f"{f} ours {row.ours.get(f)} vs {on_same.get(f)}" for f in diffs)
+    row.why += weights
 
 
 def compare_published(row: Row, pub: dict) -> None:
@@ -235,8 +262,9 @@ def replay(folder: str | Path, out: str | Path, *, published: str | Path | None 
             note_artefacts(row, rec.get("complexity") or {}, flops_key)
             if row.status not in ("ok", "untrained"):
                 row.why = explain_failure(row.status, rec.get("error") or "")
-        if use_oracle and rec is not None and row.status in ("ok", "untrained"):
+        if use_oracle and rec is not None and row.status in ("ok", "untrained", "load_error") and row.ours.get("params"):
             orc = run_oracle(python, challenge, rec, name, zoo, timeout)
+            defect = row.why
             if orc.get("error"):
                 row.why = f"oracle failed: {orc['error'][:160]}"
             elif published:
@@ -244,6 +272,8 @@ def replay(folder: str | Path, out: str | Path, *, published: str | Path | None 
                                "acts": orc.get("activations"), "conv": orc.get("conv")}
             else:
                 compare_oracle(row, orc, flops_key)
+            if defect:  # a load_error: the defect first, then what the counters say of the built model
+                row.why = f"{defect}; complexity: {row.why}"
         if row.status == "untrained" and row.why:
             row.why += "; submission defect: checkpoint absent from the zoo"
         rows.append(row)
