@@ -140,6 +140,8 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
     converted to uint8 RGB and sent; this process waits for the parent's answer (the parent
     scores the image meanwhile), outside the timed region and outside the memory figure.
     """
+    import torch
+
     from harness.measure.memory import PeakMemory
     from harness.measure.metrics_torch import to_uint8 as to_uint8_device
     from harness.measure.timing import run_timed
@@ -164,7 +166,8 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
                     f"{entry.name}: output shape {tuple(out.shape)} for LR {w}x{h} of "
                     f"{pair.name}; expected {want} (scale {entry.scale})"
                 )
-            if not bool(out.isfinite().all()):
+            lo, hi = torch.aminmax(out.detach())  # one pass, no mask: NaN propagates, +-Inf shows at an end
+            if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
                 raise BadOutput(f"{entry.name}: output of {pair.name} contains NaN or Inf")
             sr_device = to_uint8_device(out, entry.input_range)  # torch, multi-threaded; = metrics.to_uint8
             if out.is_cuda:  # quantised on the device; the parent scores it there (CUDA IPC) or gets a host copy
