@@ -194,7 +194,15 @@ def quality(sr: np.ndarray, hr, *, crop_border: int) -> dict:
     planes = list(cv2.split(np.ascontiguousarray(cropped))) + [rgb2y_table(cropped)]
     sse = [sse_uint8(a, b) for a, b in zip(planes, ref.planes)]
     n = planes[0].size
-    ssims = _ssim_planes(planes, ref.planes)
+    return four_figures(sse, n, _ssim_planes(planes, ref.planes))
+
+
+def four_figures(sse: Sequence[int], n: int, ssims: Sequence[float]) -> dict:
+    """``quality``'s dict from the per-plane results of the R, G, B and Y planes (``n`` pixels each).
+
+    PSNR-RGB is one MSE over the three channels, SSIM-RGB the mean of the three channel SSIMs.
+    Shared by the host path and ``metrics_torch.quality``, so both define the figures the same way.
+    """
     return {
         "psnr_rgb": _psnr_from_sse(sum(sse[:3]), 3 * n),
         "psnr_y": _psnr_from_sse(sse[3], n),

@@ -14,7 +14,6 @@ stays in the output's float32 precision, round half to even). Tested on the CPU 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,17 +139,4 @@ def quality(sr, ref: TorchReference, *, crop_border: int, input_range: float | N
     rgb = sr[:, c:sr.shape[1] - c, c:sr.shape[2] - c]
     planes = torch.cat([rgb, rgb2y(rgb).unsqueeze(0)])
     errors = [sse(planes[i], ref.planes[i]) for i in range(4)]
-    n = planes[0].numel()
-    ssims = ssim_planes(planes, ref.planes)
-    return {
-        "psnr_rgb": _psnr(sum(errors[:3]), 3 * n),
-        "psnr_y": _psnr(errors[3], n),
-        "ssim_rgb": float(np.mean(ssims[:3])),
-        "ssim_y": ssims[3],
-    }
-
-
-def _psnr(sse_value: int, n: int) -> float:
-    if sse_value == 0:
-        return math.inf
-    return 10.0 * math.log10(metrics.DATA_RANGE ** 2 / (sse_value / n))
+    return metrics.four_figures(errors, planes[0].numel(), ssim_planes(planes, ref.planes))
