@@ -170,20 +170,20 @@ def measure_split(prepared: Prepared, split, settings: RunSettings, device: str,
             if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
                 raise BadOutput(f"{entry.name}: output of {pair.name} contains NaN or Inf")
             sr_device = to_uint8_device(out, entry.input_range)  # torch, multi-threaded; = metrics.to_uint8
+            message = {"type": "sr", "split": split.split, "index": index}
             if out.is_cuda:  # quantised on the device; the parent scores it there (CUDA IPC) or gets a host copy
                 from harness.measure.output_share import share_output
 
                 header, payload = share_output(sr_device, allow_ipc=ipc[0])
-                reply = link.request({**header, "type": "sr", "split": split.split, "index": index}, payload)
+                reply = link.request({**header, **message}, payload)
                 if reply.get("type") == "host":  # the parent could not map the handle: host copies from now on
                     ipc[0] = False
                     header, payload = share_output(sr_device, allow_ipc=False)
                     header["reason"] = str(reply.get("reason") or "CUDA IPC refused by the quality process")[:200]
-                    reply = link.request({**header, "type": "sr", "split": split.split, "index": index}, payload)
+                    reply = link.request({**header, **message}, payload)
             else:
                 sr = sr_device.permute(1, 2, 0).contiguous().numpy()
-                reply = link.request({"type": "sr", "split": split.split, "index": index, "shape": list(sr.shape),
-                                      "dtype": "uint8"}, sr)
+                reply = link.request({**message, "shape": list(sr.shape), "dtype": "uint8"}, sr)
             if reply.get("type") != "ack":
                 raise BadOutput(str(reply.get("error") or f"{entry.name}: the parent refused the output of {pair.name}"))
 
