@@ -68,9 +68,13 @@ class Quality:
         self.crop_border = int(crop_border)
         self.sinks = list(sinks)
         self.values = {name: {k: [None] * len(s.pairs) for k in KEYS} for name, s in splits.items()}
-        self.seconds = 0.0  # time spent scoring (the worker waits meanwhile)
-        self.split_seconds = {}
+        self.split_seconds = {}  # time spent scoring per split (the worker waits meanwhile)
         self.identical = []  # images whose SR output equals the HR bit for bit
+
+    @property
+    def seconds(self) -> float:
+        """Time spent scoring, all splits."""
+        return sum(self.split_seconds.values())
 
     def expected_shape(self, split: str, index: int) -> tuple:
         return tuple(self.splits[split].pairs[index].hr.shape)
@@ -97,9 +101,7 @@ class Quality:
             self.values[split][key][index] = value
         if identical:
             self.identical.append(f"{split}/{pair.name}")
-        spent = perf_counter() - started
-        self.seconds += spent
-        self.split_seconds[split] = self.split_seconds.get(split, 0.0) + spent
+        self.split_seconds[split] = self.split_seconds.get(split, 0.0) + perf_counter() - started
         if self.sinks:
             host = sr.permute(1, 2, 0).contiguous().cpu().numpy() if on_device else sr
             for sink in self.sinks:
