@@ -205,24 +205,24 @@ def ntire2026_score(rec: dict, base: dict) -> dict:
     return s
 
 
-def trained_tiny_submission(tmp_path) -> Path:
-    """``sub/team07_Tiny.py`` with its card and a checkpoint: a team folder as ``esr check --track`` takes it."""
+def check_track(tmp_path, capsys, baseline_zoo) -> tuple[Path, str]:
+    """``esr check --track ntire2026`` on a trained ``team07_Tiny`` submission; (its --out folder, its output)."""
     sub = tmp_path / "sub"
     write_model(sub, "team07_Tiny", "")
     (sub / "team07_Tiny.toml").write_text('class = "Tiny"\nscale = 4\ninput_range = 1.0\ncheckpoint = "team07_Tiny.pth"\n')
     torch.save(tiny_weights(1), sub / "team07_Tiny.pth")
-    return sub
+    out = tmp_path / "estimate"
+    code = esr(["check", str(sub), "--track", "ntire2026", "--models", str(REPO / "models"),
+                "--baseline-zoo", str(baseline_zoo), "--out", str(out), "--timeout", "300", *FAST])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    return out, text
 
 
 def test_check_track_estimates_the_score_beside_the_untrained_baseline(tmp_path, capsys):
-    sub = trained_tiny_submission(tmp_path)
     empty_zoo = tmp_path / "no_checkpoints"
     empty_zoo.mkdir()
-    out = tmp_path / "estimate"
-    code = esr(["check", str(sub), "--track", "ntire2026", "--models", str(REPO / "models"),
-                "--baseline-zoo", str(empty_zoo), "--out", str(out), "--timeout", "300", *FAST])
-    text = capsys.readouterr().out
-    assert code == 0, text
+    out, text = check_track(tmp_path, capsys, empty_zoo)
     team = json.loads((out / "team" / "records" / "team07_Tiny.json").read_text())
     base = json.loads((out / "baseline" / "records" / "span.json").read_text())
     assert team["status"] == "ok" and base["status"] == "untrained"  # the real SPAN entry, no checkpoint given
@@ -256,12 +256,7 @@ def test_check_track_with_the_trained_baseline_says_nothing_is_missing(tmp_path,
     from conftest import zoo_file
 
     zoo_file("ntire2026_team00_SPAN.pth")
-    sub = trained_tiny_submission(tmp_path)
-    out = tmp_path / "estimate"
-    code = esr(["check", str(sub), "--track", "ntire2026", "--models", str(REPO / "models"),
-                "--baseline-zoo", str(zoo), "--out", str(out), "--timeout", "300", *FAST])
-    text = capsys.readouterr().out
-    assert code == 0, text
+    out, text = check_track(tmp_path, capsys, zoo)
     base = json.loads((out / "baseline" / "records" / "span.json").read_text())
     assert base["status"] == "ok" and base["trained"]
     assert "UNTRAINED" not in text and "needs:" not in text
