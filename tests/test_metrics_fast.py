@@ -76,6 +76,20 @@ def test_ssim_strips_do_not_change_the_value(monkeypatch):
             pytest.approx(whole, abs=1e-6)
 
 
+def test_ssim_flat_regions_stay_exact():
+    """Flat bright, mid and dark regions with +-1 noise: the variances are tiny beside E[x^2] there, so a
+    filter in float32 would be off by ~1e-5; the float64 filters and differences keep within 1e-9."""
+    rng = np.random.default_rng(1)
+    hr = np.full((300, 420, 3), 255, np.int16)
+    hr[:, :140], hr[:, 140:280] = 0, 128
+    hr = np.clip(hr + rng.integers(-1, 2, hr.shape), 0, 255).astype(np.uint8)
+    sr = np.clip(hr.astype(np.int16) + rng.integers(-1, 2, hr.shape), 0, 255).astype(np.uint8)
+    for a, b in ((sr, hr), (255 - sr, 255 - hr)):
+        assert ssim(a, b, crop_border=0, channel="rgb") == pytest.approx(_sk_ssim(a, b), abs=1e-9)
+        ya, yb = rgb2y(a), rgb2y(b)
+        assert quality(a, b, crop_border=0)["ssim_y"] == pytest.approx(_sk_ssim(ya, yb), abs=1e-9)
+
+
 def test_ssim_bands_on_several_cores_equal_one_pass(monkeypatch):
     sr, hr = _pair("astronaut", 5)
     planes = [np.ascontiguousarray(p) for p in (sr[..., 0], sr[..., 1])], \

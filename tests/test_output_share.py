@@ -77,7 +77,8 @@ def test_receive_scores_every_transport_to_the_same_values():
     q, hr, sr = _quality_fixture()
     got = q.add("valid", 0, torch.from_numpy(sr).permute(2, 0, 1).contiguous())
     assert got["psnr_rgb"] == want["psnr_rgb"] and got["psnr_y"] == want["psnr_y"]
-    assert abs(got["ssim_rgb"] - want["ssim_rgb"]) < 1e-9 and abs(got["ssim_y"] - want["ssim_y"]) < 1e-9
+    # the host forms the SSIM map in float32 after the float64 cancellations, torch all in float64: ulps apart
+    assert abs(got["ssim_rgb"] - want["ssim_rgb"]) < 1e-7 and abs(got["ssim_y"] - want["ssim_y"]) < 1e-7
 
 
 def test_receive_refuses_ipc_on_a_cpu_run_and_asks_for_a_host_copy_when_a_handle_cannot_be_mapped():

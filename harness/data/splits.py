@@ -46,6 +46,9 @@ class Split:
     notes: list[str] = field(default_factory=list)
     layout: str = "builtin"   # builtin | div2k | div2k_lsdir | benchmark | pair | hr_only
     root: str | None = None   # the folder read (None for the built-in set)
+    # sha256 of the arrays (``content_sha256``) when it is known to hold: set by ``load_cache``
+    # after checking it. Data derived from the HR (prepared for scoring) is shared by this key.
+    content_sha256: str | None = None
 
 
 class DataError(ValueError):
@@ -391,6 +394,8 @@ def load_cache(path: str | Path, *, mmap: bool = True, expect: str | None = None
     if got != want:
         raise CacheMismatch(f"{path}: decoded-data cache does not match its content hash "
                             f"({got[:12]}... instead of {str(want)[:12]}...): it was modified")
+    if tuple(roles) == ("hr", "lr"):
+        split.content_sha256 = got
     return split
 
 

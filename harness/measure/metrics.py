@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -191,10 +192,13 @@ def quality(sr: np.ndarray, hr, *, crop_border: int) -> dict:
                          "modcrop the HR to the scale and check the model's output size")
     c = crop_border
     cropped = sr[c:sr.shape[0] - c, c:sr.shape[1] - c]
-    planes = list(cv2.split(np.ascontiguousarray(cropped))) + [rgb2y_table(cropped)]
+    planes = list(cv2.split(cropped))  # a view: OpenCV reads its rows in place
+    # The R, G, B SSIMs start on the pool while this thread makes the Y plane and the four SSEs.
+    pending = [_ssim_start(a, b) for a, b in zip(planes, ref.planes)]
+    planes.append(rgb2y_table(cropped))
+    pending.append(_ssim_start(planes[3], ref.planes[3]))
     sse = [sse_uint8(a, b) for a, b in zip(planes, ref.planes)]
-    n = planes[0].size
-    return four_figures(sse, n, _ssim_planes(planes, ref.planes))
+    return four_figures(sse, planes[0].size, [value() for value in pending])
 
 
 def four_figures(sse: Sequence[int], n: int, ssims: Sequence[float]) -> dict:
@@ -226,7 +230,7 @@ def rgb2y_table(img: np.ndarray) -> np.ndarray:
         return rgb2y(img)
     table = y_table()
     img = _check_uint8_rgb(img, "rgb2y_table")
-    index = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2RGBA).view(np.uint32)[..., 0]
+    index = cv2.cvtColor(img, cv2.COLOR_RGB2RGBA).view(np.uint32)[..., 0]
     index &= 0xFFFFFF  # little-endian R | G << 8 | B << 16; alpha dropped
     return table[index]
 
@@ -256,33 +260,38 @@ _POOL = None
 
 
 def _ssim_planes(xs, ys) -> list[float]:
-    """``_ssim_plane`` of each pair; large planes are split into row bands scored on all cores.
+    """``_ssim_plane`` of each pair (large planes in row bands on all cores, see ``_ssim_start``)."""
+    return [value() for value in [_ssim_start(x, y) for x, y in zip(xs, ys)]]
 
-    OpenCV releases the GIL, so threads run the bands in parallel. Each band is an independent
-    'valid' SSIM over its output rows (its input rows plus the 5-row halo), and the plane's
-    value is the sum over bands divided by the plane's count, so the result does not depend on
-    the number of bands beyond float64 summation order.
+
+def _ssim_start(x: np.ndarray, y: np.ndarray):
+    """Start the SSIM of one pair of planes; returns a function that waits for its value.
+
+    Large planes are split into row bands scored on a thread pool with one thread per core
+    (OpenCV releases the GIL). Each band is an independent 'valid' SSIM over its output rows
+    (its input rows plus the 5-row halo), and the plane's value is the sum over bands divided
+    by the plane's count, so the result does not depend on the number of bands beyond float64
+    summation order. Small planes, and machines with one core, are scored here and now.
     """
     global _POOL
     workers = min(8, os.cpu_count() or 1)
-    if workers == 1 or xs[0].size < _PARALLEL_MIN_PIXELS:
-        return [_ssim_plane(x, y) for x, y in zip(xs, ys)]
+    if workers == 1 or x.size < _PARALLEL_MIN_PIXELS:
+        value = _ssim_plane(x, y)
+        return lambda: value
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor
 
         _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="esr-ssim")
     pad = (SSIM_WINDOW - 1) // 2
-    jobs = []
-    for x, y in zip(xs, ys):
-        out_rows = x.shape[0] - 2 * pad
-        step = -(-out_rows // workers)
-        bands = [(r0, min(r0 + step, out_rows)) for r0 in range(0, out_rows, step)]
-        jobs.append([_POOL.submit(_ssim_sum, x[r0:r1 + 2 * pad], y[r0:r1 + 2 * pad]) for r0, r1 in bands])
-    return [math.fsum(f.result() for f in plane) / ((x.shape[0] - 2 * pad) * (x.shape[1] - 2 * pad))
-            for plane, x in zip(jobs, xs)]
+    out_rows, out_cols = x.shape[0] - 2 * pad, x.shape[1] - 2 * pad
+    step = -(-out_rows // (_BANDS_PER_WORKER * workers))
+    bands = [_POOL.submit(_ssim_sum, x[r0:min(r0 + step, out_rows) + 2 * pad], y[r0:min(r0 + step, out_rows) + 2 * pad])
+             for r0 in range(0, out_rows, step)]
+    return lambda: math.fsum(f.result() for f in bands) / (out_rows * out_cols)
 
 
 _PARALLEL_MIN_PIXELS = 1 << 18
+_BANDS_PER_WORKER = 2  # more bands than threads: the last band of an image ends soon after the others
 
 
 def _check_crop(shape, crop_border, who: str) -> None:
@@ -331,12 +340,16 @@ def _ssim_plane(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _ssim_sum(a: np.ndarray, b: np.ndarray) -> float:
-    """Sum of the SSIM map of two uint8 planes over the ``'valid'`` region, float64.
+    """Sum of the SSIM map of two uint8 planes over the ``'valid'`` region.
 
     Each strip of output rows is filtered from its input rows plus the 5-row halo; OpenCV
     filters the whole strip (any border mode) and the halo is cropped, which leaves exactly the
-    'valid' correlation. ``var_x + var_y`` comes from one filtered ``x^2 + y^2`` plane (float32
-    holds it exactly: it is an integer below 2^17).
+    'valid' correlation. The four filtered planes (``mu_x``, ``mu_y``, ``E[x^2 + y^2]``,
+    ``E[xy]``) and the two differences that cancel (``var_x + var_y``, ``2 cov``) are float64;
+    ``var_x + var_y`` comes from one filtered ``x^2 + y^2`` plane (float32 holds it exactly: an
+    integer below 2^17). After the cancellations every factor is rounded once to float32 and
+    the map is formed there: each map value is off by at most a few float32 ulps (< 1e-6) and
+    the sum is accumulated in float64. Buffers are kept per thread, so no strip allocates.
     """
     c1 = (SSIM_K1 * DATA_RANGE) ** 2
     c2 = (SSIM_K2 * DATA_RANGE) ** 2
@@ -344,27 +357,60 @@ def _ssim_sum(a: np.ndarray, b: np.ndarray) -> float:
     pad = (SSIM_WINDOW - 1) // 2
     h, w = a.shape
     out_rows = h - 2 * pad
+    buf = _strip_buffers(min(_STRIP_ROWS, out_rows), w)
     total = 0.0
     for r0 in range(0, out_rows, _STRIP_ROWS):
         r1 = min(r0 + _STRIP_ROWS, out_rows) + 2 * pad
+        n, m = r1 - r0, r1 - r0 - 2 * pad
         x, y = a[r0:r1], b[r0:r1]
-        sq = cv2.multiply(x, x, dtype=cv2.CV_32F)
+        sq, xy = buf.sq[:n], buf.xy[:n]
+        cv2.multiply(x, x, dst=sq, dtype=cv2.CV_32F)
         cv2.accumulateSquare(y, sq)  # x^2 + y^2 < 2^17: exact in float32
-        xy = cv2.multiply(x, y, dtype=cv2.CV_16U)  # <= 65025: exact
+        cv2.multiply(x, y, dst=xy, dtype=cv2.CV_16U)  # <= 65025: exact
         # Rows are cropped here (a contiguous slice); the column halo is dropped in the final sum,
         # so every elementwise operation below runs on contiguous arrays.
-        mu_x = cv2.sepFilter2D(x, cv2.CV_64F, g, g)[pad:-pad]
-        mu_y = cv2.sepFilter2D(y, cv2.CV_64F, g, g)[pad:-pad]
-        e_sq = cv2.sepFilter2D(sq, cv2.CV_64F, g, g)[pad:-pad]
-        e_xy = cv2.sepFilter2D(xy, cv2.CV_64F, g, g)[pad:-pad]
-        p2 = cv2.multiply(mu_x, mu_y, scale=2.0)  # 2 mu_x mu_y
-        m2 = cv2.multiply(mu_x, mu_x)
-        cv2.accumulateSquare(mu_y, m2)  # mu_x^2 + mu_y^2
-        num = cv2.multiply(cv2.add(p2, c1), cv2.addWeighted(e_xy, 2.0, p2, -1.0, c2))  # (2 mu_xy + C1)(2 cov + C2)
-        den = cv2.multiply(cv2.add(m2, c1), cv2.addWeighted(e_sq, 1.0, m2, -1.0, c2))  # (.. + C1)(var_x + var_y + C2)
-        ratio = cv2.divide(num, den)
-        total += float(ratio[:, pad:-pad].sum())
+        mu_x, mu_y, e_sq, e_xy = (cv2.sepFilter2D(src, cv2.CV_64F, g, g, dst=out[:n])[pad:-pad]
+                                  for src, out in zip((x, y, sq, xy), buf.filtered))
+        p, s = buf.p[:m], buf.s[:m]
+        cv2.multiply(mu_x, mu_y, dst=p)  # mu_x mu_y
+        cv2.multiply(mu_x, mu_x, dst=s)
+        cv2.accumulateSquare(mu_y, s)  # mu_x^2 + mu_y^2
+        lum_num, cs_num, lum_den, cs_den = (t[:m] for t in buf.factors)
+        cv2.addWeighted(p, 2.0, p, 0.0, c1, dst=lum_num, dtype=cv2.CV_32F)  # 2 mu_x mu_y + C1
+        cv2.addWeighted(e_xy, 2.0, p, -2.0, c2, dst=cs_num, dtype=cv2.CV_32F)  # 2 cov + C2
+        cv2.add(s, c1, dst=lum_den, dtype=cv2.CV_32F)  # mu_x^2 + mu_y^2 + C1
+        cv2.addWeighted(e_sq, 1.0, s, -1.0, c2, dst=cs_den, dtype=cv2.CV_32F)  # var_x + var_y + C2
+        cv2.multiply(lum_num, cs_num, dst=lum_num)
+        cv2.multiply(lum_den, cs_den, dst=lum_den)
+        cv2.divide(lum_num, lum_den, dst=lum_num)
+        total += cv2.sumElems(lum_num[:, pad:-pad])[0]  # float64 accumulation
     return total
+
+
+@dataclass
+class _StripBuffers:
+    sq: np.ndarray        # x^2 + y^2, float32, strip + halo rows
+    xy: np.ndarray        # x y, uint16
+    filtered: tuple       # mu_x, mu_y, E[x^2 + y^2], E[xy]: float64, strip + halo rows
+    p: np.ndarray         # mu_x mu_y, float64, strip rows
+    s: np.ndarray         # mu_x^2 + mu_y^2, float64
+    factors: tuple        # the SSIM map's four factors, float32
+
+
+_THREAD = threading.local()
+
+
+def _strip_buffers(rows: int, w: int) -> _StripBuffers:
+    """This thread's strip buffers for planes ``w`` wide (reused while the width stays the same)."""
+    buf = getattr(_THREAD, "ssim", None)
+    if buf is None or buf.sq.shape[1] != w or buf.p.shape[0] < rows:
+        halo = rows + SSIM_WINDOW - 1
+        buf = _StripBuffers(sq=np.empty((halo, w), np.float32), xy=np.empty((halo, w), np.uint16),
+                            filtered=tuple(np.empty((halo, w)) for _ in range(4)),
+                            p=np.empty((rows, w)), s=np.empty((rows, w)),
+                            factors=tuple(np.empty((rows, w), np.float32) for _ in range(4)))
+        _THREAD.ssim = buf
+    return buf
 
 
 def _check_uint8_rgb(img, who: str) -> np.ndarray:

@@ -33,11 +33,20 @@ class TorchReference:
     device: str
 
 
-def prepare_reference(hr: np.ndarray, *, crop_border: int, device: str, non_blocking: bool = False) -> TorchReference:
-    """Crop the uint8 HR, convert it to Y (on the host, once) and copy the four planes to ``device``."""
+def prepare_reference(hr, *, crop_border: int, device: str, non_blocking: bool = False) -> TorchReference:
+    """Crop the uint8 HR, convert it to Y (on the host, once) and copy the four planes to ``device``.
+
+    ``hr``: the uint8 HR image, or its host ``metrics.Reference`` (prepared with the same crop).
+    """
     import torch
 
-    ref = metrics.prepare_reference(hr, crop_border=crop_border)
+    if isinstance(hr, metrics.Reference):
+        if hr.crop_border != crop_border:
+            raise ValueError(f"prepare_reference: the Reference was prepared with crop_border={hr.crop_border}, "
+                             f"not {crop_border}")
+        ref = hr
+    else:
+        ref = metrics.prepare_reference(hr, crop_border=crop_border)
     host = torch.from_numpy(np.stack(ref.planes))
     if str(device).startswith("cuda"):
         host = host.pin_memory()

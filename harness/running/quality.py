@@ -30,6 +30,47 @@ import os
 import numpy as np
 
 KEYS = ("psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y")
+REFERENCE_BUDGET_BYTES = 1 << 30  # prepared HRs kept per process: about 90 DIV2K-size images
+
+
+class ReferenceStore:
+    """HR images prepared for scoring (``metrics.prepare_reference``), kept and shared by entries.
+
+    An HR is the same for every entry, so its cropped R, G, B and Y planes are made once per
+    process. Keyed by the split's checked ``content_sha256`` (``load_cache`` sets it), the
+    image's index and the crop; a split without a known hash is prepared on every call. The
+    store adds references until ``budget_bytes`` is reached and then stops adding: every entry
+    scores the images in the same order, so the same first images always hit (an LRU would
+    miss on every image of a split larger than the budget).
+    """
+
+    def __init__(self, budget_bytes: int = REFERENCE_BUDGET_BYTES):
+        import threading
+
+        self.budget_bytes = int(budget_bytes)
+        self.bytes = 0
+        self._refs = {}
+        self._lock = threading.Lock()
+
+    def get(self, split, index: int, crop_border: int):
+        from harness.measure.metrics import prepare_reference
+
+        key = (split.content_sha256, split.split, index, int(crop_border))
+        if key[0] is None:
+            return prepare_reference(split.pairs[index].hr, crop_border=crop_border)
+        with self._lock:
+            ref = self._refs.get(key)
+        if ref is None:
+            ref = prepare_reference(split.pairs[index].hr, crop_border=crop_border)
+            size = sum(p.nbytes for p in ref.planes)
+            with self._lock:
+                if self.bytes + size <= self.budget_bytes and key not in self._refs:
+                    self._refs[key] = ref
+                    self.bytes += size
+        return ref
+
+
+REFERENCES = ReferenceStore()
 
 
 class BadOutputError(ValueError):
@@ -90,12 +131,13 @@ class Quality:
             raise BadOutputError(f"{self.entry}: SR output of {pair.name} is {sr.dtype} {shape}; "
                                  f"expected uint8 {pair.hr.shape} (HR size)")
         started = perf_counter()
+        ref = REFERENCES.get(self.splits[split], index, self.crop_border)
         if on_device:
-            out, identical = self._score_on_device(pair, sr)
+            out, identical = self._score_on_device(pair, ref, sr)
         else:
             from harness.measure.metrics import quality
 
-            out = quality(sr, pair.hr, crop_border=self.crop_border)
+            out = quality(sr, ref, crop_border=self.crop_border)
             identical = out["psnr_rgb"] == math.inf and np.array_equal(sr, pair.hr)
         for key, value in out.items():
             self.values[split][key][index] = value
@@ -140,13 +182,13 @@ class Quality:
             raise BadOutputError(f"{self.entry}: SR output for unknown image {split}[{index!r}]")
         return self.splits[split].pairs[index]
 
-    def _score_on_device(self, pair, sr) -> tuple[dict, bool]:
+    def _score_on_device(self, pair, host_ref, sr) -> tuple[dict, bool]:
         """The four figures with ``metrics_torch`` where the output is; the HR goes to the device once per image."""
         import torch
 
         from harness.measure import metrics_torch
 
-        ref = metrics_torch.prepare_reference(pair.hr, crop_border=self.crop_border, device=str(sr.device))
+        ref = metrics_torch.prepare_reference(host_ref, crop_border=self.crop_border, device=str(sr.device))
         out = metrics_torch.quality(sr, ref, crop_border=self.crop_border)
         identical = False
         if out["psnr_rgb"] == math.inf:
