@@ -77,8 +77,7 @@ def test_receive_scores_every_transport_to_the_same_values():
     q, hr, sr = _quality_fixture()
     got = q.add("valid", 0, torch.from_numpy(sr).permute(2, 0, 1).contiguous())
     assert got["psnr_rgb"] == want["psnr_rgb"] and got["psnr_y"] == want["psnr_y"]
-    # the host forms the SSIM map in float32 after the float64 cancellations, torch all in float64: ulps apart
-    assert abs(got["ssim_rgb"] - want["ssim_rgb"]) < 1e-7 and abs(got["ssim_y"] - want["ssim_y"]) < 1e-7
+    assert abs(got["ssim_rgb"] - want["ssim_rgb"]) < 1e-9 and abs(got["ssim_y"] - want["ssim_y"]) < 1e-9
 
 
 def test_receive_refuses_ipc_on_a_cpu_run_and_asks_for_a_host_copy_when_a_handle_cannot_be_mapped():
@@ -96,3 +95,30 @@ def test_receive_refuses_ipc_on_a_cpu_run_and_asks_for_a_host_copy_when_a_handle
     assert q.values["valid"]["psnr_rgb"][0] is None  # nothing scored until the host copy arrives
     with pytest.raises(BadOutputError, match="expected"):
         q.receive(dict(ipc, shape=[3, 41, 48]), None)  # sizes are checked before anything is mapped
+
+
+def test_prepared_hrs_are_shared_by_entries_only_under_a_checked_hash(tmp_path):
+    from harness.data.splits import Pair, Split, load_cache, save_cache
+    from harness.measure.metrics import quality as host_quality
+    from harness.running.quality import Quality, ReferenceStore
+
+    rng = np.random.default_rng(5)
+    hrs = [rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) for _ in range(3)]
+    built = Split(name="t", split="valid", scale=4, pairs=[Pair(f"i{k}", h, h[::4, ::4]) for k, h in enumerate(hrs)],
+                  file_hash="x")
+    assert built.content_sha256 is None
+    split = load_cache(save_cache(built, tmp_path / "valid.npz"))
+    assert split.content_sha256  # set once the arrays matched it
+    one = (32 * 40) * 4  # bytes of one prepared 40x48 HR cropped by 4: R, G, B, Y planes
+    store = ReferenceStore(budget_bytes=2 * one)
+    refs = [store.get(split, k, 4) for k in range(3)]
+    assert store.bytes == 2 * one  # the third did not fit: prepared, not kept
+    again = [store.get(split, k, 4) for k in range(3)]
+    assert again[0] is refs[0] and again[1] is refs[1] and again[2] is not refs[2]
+    assert store.get(split, 0, 2) is not refs[0]  # another crop is another reference
+    assert store.get(built, 0, 4) is not store.get(built, 0, 4)  # no checked hash: never kept
+    # an entry scored with shared references gets exactly the figures of a fresh preparation
+    sr = np.clip(hrs[1].astype(int) + rng.integers(-9, 10, hrs[1].shape), 0, 255).astype(np.uint8)
+    for _ in range(2):
+        got = Quality({"valid": split}, entry="e", crop_border=4).add("valid", 1, sr)
+        assert got == host_quality(sr, hrs[1], crop_border=4)

@@ -340,16 +340,14 @@ def _ssim_plane(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _ssim_sum(a: np.ndarray, b: np.ndarray) -> float:
-    """Sum of the SSIM map of two uint8 planes over the ``'valid'`` region.
+    """Sum of the SSIM map of two uint8 planes over the ``'valid'`` region, float64.
 
     Each strip of output rows is filtered from its input rows plus the 5-row halo; OpenCV
     filters the whole strip (any border mode) and the halo is cropped, which leaves exactly the
-    'valid' correlation. The four filtered planes (``mu_x``, ``mu_y``, ``E[x^2 + y^2]``,
-    ``E[xy]``) and the two differences that cancel (``var_x + var_y``, ``2 cov``) are float64;
-    ``var_x + var_y`` comes from one filtered ``x^2 + y^2`` plane (float32 holds it exactly: an
-    integer below 2^17). After the cancellations every factor is rounded once to float32 and
-    the map is formed there: each map value is off by at most a few float32 ulps (< 1e-6) and
-    the sum is accumulated in float64. Buffers are kept per thread, so no strip allocates.
+    'valid' correlation. ``var_x + var_y`` comes from one filtered ``x^2 + y^2`` plane (float32
+    holds it exactly: an integer below 2^17). The map is formed in place in the strip's buffers
+    (kept per thread, so no strip allocates), with the constant factor 2 of the luminance
+    numerator applied once to the sum.
     """
     c1 = (SSIM_K1 * DATA_RANGE) ** 2
     c2 = (SSIM_K2 * DATA_RANGE) ** 2
@@ -364,9 +362,10 @@ def _ssim_sum(a: np.ndarray, b: np.ndarray) -> float:
         n, m = r1 - r0, r1 - r0 - 2 * pad
         x, y = a[r0:r1], b[r0:r1]
         sq, xy = buf.sq[:n], buf.xy[:n]
-        cv2.multiply(x, x, dst=sq, dtype=cv2.CV_32F)
+        sq.fill(0.0)
+        cv2.accumulateSquare(x, sq)
         cv2.accumulateSquare(y, sq)  # x^2 + y^2 < 2^17: exact in float32
-        cv2.multiply(x, y, dst=xy, dtype=cv2.CV_16U)  # <= 65025: exact
+        np.multiply(x, y, out=xy, dtype=np.uint16)  # <= 65025: exact
         # Rows are cropped here (a contiguous slice); the column halo is dropped in the final sum,
         # so every elementwise operation below runs on contiguous arrays.
         mu_x, mu_y, e_sq, e_xy = (cv2.sepFilter2D(src, cv2.CV_64F, g, g, dst=out[:n])[pad:-pad]
@@ -375,16 +374,15 @@ def _ssim_sum(a: np.ndarray, b: np.ndarray) -> float:
         cv2.multiply(mu_x, mu_y, dst=p)  # mu_x mu_y
         cv2.multiply(mu_x, mu_x, dst=s)
         cv2.accumulateSquare(mu_y, s)  # mu_x^2 + mu_y^2
-        lum_num, cs_num, lum_den, cs_den = (t[:m] for t in buf.factors)
-        cv2.addWeighted(p, 2.0, p, 0.0, c1, dst=lum_num, dtype=cv2.CV_32F)  # 2 mu_x mu_y + C1
-        cv2.addWeighted(e_xy, 2.0, p, -2.0, c2, dst=cs_num, dtype=cv2.CV_32F)  # 2 cov + C2
-        cv2.add(s, c1, dst=lum_den, dtype=cv2.CV_32F)  # mu_x^2 + mu_y^2 + C1
-        cv2.addWeighted(e_sq, 1.0, s, -1.0, c2, dst=cs_den, dtype=cv2.CV_32F)  # var_x + var_y + C2
-        cv2.multiply(lum_num, cs_num, dst=lum_num)
-        cv2.multiply(lum_den, cs_den, dst=lum_den)
-        cv2.divide(lum_num, lum_den, dst=lum_num)
-        total += cv2.sumElems(lum_num[:, pad:-pad])[0]  # float64 accumulation
-    return total
+        cv2.addWeighted(e_xy, 2.0, p, -2.0, c2, dst=e_xy)  # 2 cov + C2
+        cv2.addWeighted(e_sq, 1.0, s, -1.0, c2, dst=e_sq)  # var_x + var_y + C2
+        cv2.add(p, c1 / 2, dst=p)  # (2 mu_x mu_y + C1) / 2
+        cv2.add(s, c1, dst=s)  # mu_x^2 + mu_y^2 + C1
+        cv2.multiply(p, e_xy, dst=p)
+        cv2.multiply(s, e_sq, dst=s)
+        cv2.divide(p, s, dst=p)
+        total += cv2.sumElems(p[:, pad:-pad])[0]
+    return 2.0 * total
 
 
 @dataclass
@@ -392,9 +390,8 @@ class _StripBuffers:
     sq: np.ndarray        # x^2 + y^2, float32, strip + halo rows
     xy: np.ndarray        # x y, uint16
     filtered: tuple       # mu_x, mu_y, E[x^2 + y^2], E[xy]: float64, strip + halo rows
-    p: np.ndarray         # mu_x mu_y, float64, strip rows
-    s: np.ndarray         # mu_x^2 + mu_y^2, float64
-    factors: tuple        # the SSIM map's four factors, float32
+    p: np.ndarray         # mu_x mu_y, then the map's numerator and the map: float64, strip rows
+    s: np.ndarray         # mu_x^2 + mu_y^2, then the map's denominator
 
 
 _THREAD = threading.local()
@@ -407,8 +404,7 @@ def _strip_buffers(rows: int, w: int) -> _StripBuffers:
         halo = rows + SSIM_WINDOW - 1
         buf = _StripBuffers(sq=np.empty((halo, w), np.float32), xy=np.empty((halo, w), np.uint16),
                             filtered=tuple(np.empty((halo, w)) for _ in range(4)),
-                            p=np.empty((rows, w)), s=np.empty((rows, w)),
-                            factors=tuple(np.empty((rows, w), np.float32) for _ in range(4)))
+                            p=np.empty((rows, w)), s=np.empty((rows, w)))
         _THREAD.ssim = buf
     return buf
 
