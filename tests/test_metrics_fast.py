@@ -21,6 +21,18 @@ from harness.measure.metrics import prepare_reference, psnr, quality, rgb2y, sse
 IMAGES = {"astronaut": data.astronaut, "chelsea": data.chelsea, "coffee": data.coffee}
 
 
+@pytest.fixture(params=["numba", "opencv"])
+def ssim_kernel(request, monkeypatch):
+    """Run a test with each SSIM implementation: the Numba kernel (on every plane size) and OpenCV's filters."""
+    if request.param == "numba":
+        if metrics.ssim_kernel_name() != "numba":
+            pytest.skip("numba is not installed (or ESR_SSIM_KERNEL=opencv): the OpenCV path is tested alone")
+        monkeypatch.setattr(metrics, "_KERNEL_MIN_PIXELS", 0)
+    else:
+        monkeypatch.setattr(metrics, "_KERNEL", False)
+    return request.param
+
+
 def _pair(name, noise=0):
     hr = modcrop(IMAGES[name](), 4)
     sr = imresize(imresize(hr, 0.25), 4)
@@ -49,6 +61,7 @@ def _references(sr, hr, crop):
 
 
 @pytest.mark.parametrize("name,crop,noise", [("astronaut", 4, 0), ("chelsea", 0, 6), ("coffee", 7, 3)])
+@pytest.mark.usefixtures("ssim_kernel")
 def test_quality_matches_skimage_and_exact_psnr(name, crop, noise):
     sr, hr = _pair(name, noise)
     want = _references(sr, hr, crop)
@@ -67,6 +80,7 @@ def test_quality_matches_skimage_and_exact_psnr(name, crop, noise):
 
 
 def test_ssim_strips_do_not_change_the_value(monkeypatch):
+    monkeypatch.setattr(metrics, "_KERNEL", False)  # the strips are the OpenCV path's
     sr, hr = _pair("astronaut", 5)
     whole = _sk_ssim(sr[..., 1], hr[..., 1])
     for rows in (1, 7, 96, 10_000):  # one row per strip, a ragged last strip, one strip
@@ -76,6 +90,7 @@ def test_ssim_strips_do_not_change_the_value(monkeypatch):
             pytest.approx(whole, abs=1e-6)
 
 
+@pytest.mark.usefixtures("ssim_kernel")
 def test_ssim_flat_regions_stay_exact():
     """Flat bright, mid and dark regions with +-1 noise: the variances are tiny beside E[x^2] there, so a
     filter in float32 would be off by ~1e-5; the float64 filters and differences keep within 1e-9."""
@@ -90,6 +105,7 @@ def test_ssim_flat_regions_stay_exact():
         assert quality(a, b, crop_border=0)["ssim_y"] == pytest.approx(_sk_ssim(ya, yb), abs=1e-9)
 
 
+@pytest.mark.usefixtures("ssim_kernel")
 def test_ssim_bands_on_several_cores_equal_one_pass(monkeypatch):
     sr, hr = _pair("astronaut", 5)
     planes = [np.ascontiguousarray(p) for p in (sr[..., 0], sr[..., 1])], \
@@ -142,6 +158,7 @@ def test_reference_and_quality_errors():
 # ------------------------------------------------------------------ torch path (CPU device)
 
 @pytest.mark.parametrize("name,crop,noise", [("astronaut", 4, 2), ("chelsea", 3, 0)])
+@pytest.mark.usefixtures("ssim_kernel")
 def test_torch_quality_equals_host_quality(name, crop, noise):
     sr, hr = _pair(name, noise)
     host = quality(sr, hr, crop_border=crop)
@@ -173,3 +190,28 @@ def test_torch_to_uint8_and_float_output_path():
     assert np.array_equal(y.numpy(), rgb2y(hr))
     with pytest.raises(ValueError, match="pass input_range"):
         metrics_torch.quality(out, ref, crop_border=4)
+
+
+def test_kernel_and_opencv_agree_and_large_planes_use_the_kernel(monkeypatch):
+    if metrics.ssim_kernel_name() != "numba":
+        pytest.skip("numba is not installed (or ESR_SSIM_KERNEL=opencv)")
+    hr = imresize(modcrop(data.astronaut(), 4), 2.0)  # 1024 x 1024: at the kernel's threshold
+    rng = np.random.default_rng(9)
+    sr = np.clip(hr.astype(np.int16) + rng.integers(-4, 5, hr.shape), 0, 255).astype(np.uint8)
+    assert metrics._sum_function(hr.shape[0] * hr.shape[1]) is metrics._ssim_sum_kernel
+    x, y = np.ascontiguousarray(sr[..., 2]), np.ascontiguousarray(hr[..., 2])
+    assert metrics._ssim_sum_kernel(x, y) == pytest.approx(metrics._ssim_sum_opencv(x, y), rel=1e-13)
+    kernel = quality(sr, hr, crop_border=4)
+    monkeypatch.setattr(metrics, "_KERNEL", False)
+    opencv = quality(sr, hr, crop_border=4)
+    assert kernel["psnr_rgb"] == opencv["psnr_rgb"] and kernel["psnr_y"] == opencv["psnr_y"]
+    assert kernel["ssim_rgb"] == pytest.approx(opencv["ssim_rgb"], abs=1e-12)
+    assert kernel["ssim_y"] == pytest.approx(opencv["ssim_y"], abs=1e-12)
+    assert kernel["ssim_y"] == pytest.approx(_references(sr, hr, 4)["ssim_y"], abs=1e-6)
+
+
+def test_esr_ssim_kernel_opencv_turns_the_kernel_off(monkeypatch):
+    monkeypatch.setattr(metrics, "_KERNEL", None)
+    monkeypatch.setenv("ESR_SSIM_KERNEL", "opencv")
+    assert metrics.ssim_kernel_name() == "opencv"
+    assert metrics._sum_function(1 << 30) is metrics._ssim_sum_opencv

@@ -278,6 +278,7 @@ def _ssim_start(x: np.ndarray, y: np.ndarray):
     if workers == 1 or x.size < _PARALLEL_MIN_PIXELS:
         value = _ssim_plane(x, y)
         return lambda: value
+    band_sum = _sum_function(x.size)
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -285,7 +286,7 @@ def _ssim_start(x: np.ndarray, y: np.ndarray):
     pad = (SSIM_WINDOW - 1) // 2
     out_rows, out_cols = x.shape[0] - 2 * pad, x.shape[1] - 2 * pad
     step = -(-out_rows // (_BANDS_PER_WORKER * workers))
-    bands = [_POOL.submit(_ssim_sum, x[r0:min(r0 + step, out_rows) + 2 * pad], y[r0:min(r0 + step, out_rows) + 2 * pad])
+    bands = [_POOL.submit(band_sum, x[r0:min(r0 + step, out_rows) + 2 * pad], y[r0:min(r0 + step, out_rows) + 2 * pad])
              for r0 in range(0, out_rows, step)]
     return lambda: math.fsum(f.result() for f in bands) / (out_rows * out_cols)
 
@@ -329,18 +330,59 @@ def gaussian_window_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np
     return w / w.sum()
 
 
-_WINDOW_COLUMN = gaussian_window_1d().reshape(-1, 1)
+_WINDOW_1D = gaussian_window_1d()
+_WINDOW_COLUMN = _WINDOW_1D.reshape(-1, 1)
 _STRIP_ROWS = 64  # output rows per strip: a strip's planes stay in cache while the SSIM map is formed
 
 
 def _ssim_plane(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM map of two uint8 planes (``'valid'`` region), float64."""
     pad = (SSIM_WINDOW - 1) // 2
-    return _ssim_sum(a, b) / ((a.shape[0] - 2 * pad) * (a.shape[1] - 2 * pad))
+    return _sum_function(a.size)(a, b) / ((a.shape[0] - 2 * pad) * (a.shape[1] - 2 * pad))
 
 
-def _ssim_sum(a: np.ndarray, b: np.ndarray) -> float:
-    """Sum of the SSIM map of two uint8 planes over the ``'valid'`` region, float64.
+_KERNEL = None  # the Numba kernel, False where it is not used (see ssim_kernel_name)
+_KERNEL_MIN_PIXELS = 1 << 20  # smaller planes use OpenCV: a run of small images never compiles the kernel
+
+
+def ssim_kernel_name() -> str:
+    """``'numba'`` when large planes are scored by ``harness.measure.ssim_kernel``, else ``'opencv'``.
+
+    The kernel is used when Numba imports and ``ESR_SSIM_KERNEL`` is not ``opencv``; both
+    compute the same float64 sum (they agree to about 1e-15).
+    """
+    global _KERNEL, KERNEL_UNAVAILABLE
+    if _KERNEL is None:
+        _KERNEL = False
+        if os.environ.get("ESR_SSIM_KERNEL", "").strip().lower() == "opencv":
+            KERNEL_UNAVAILABLE = "ESR_SSIM_KERNEL=opencv"
+        else:
+            try:
+                from harness.measure.ssim_kernel import ssim_map_sum
+            except Exception as exc:  # no Numba, or Numba refusing this platform or install
+                KERNEL_UNAVAILABLE = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            else:
+                _KERNEL = ssim_map_sum
+    return "numba" if _KERNEL else "opencv"
+
+
+KERNEL_UNAVAILABLE = None  # why the OpenCV path is used, once ssim_kernel_name() has decided
+
+
+def _sum_function(pixels: int):
+    """The SSIM-map sum used for a plane of ``pixels`` pixels (and every band of it)."""
+    if pixels >= _KERNEL_MIN_PIXELS and ssim_kernel_name() == "numba":
+        return _ssim_sum_kernel
+    return _ssim_sum_opencv
+
+
+def _ssim_sum_kernel(a: np.ndarray, b: np.ndarray) -> float:
+    return _KERNEL(np.ascontiguousarray(a), np.ascontiguousarray(b), _WINDOW_1D,
+                   (SSIM_K1 * DATA_RANGE) ** 2, (SSIM_K2 * DATA_RANGE) ** 2)
+
+
+def _ssim_sum_opencv(a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of the SSIM map of two uint8 planes over the ``'valid'`` region, float64 (OpenCV filters).
 
     Each strip of output rows is filtered from its input rows plus the 5-row halo; OpenCV
     filters the whole strip (any border mode) and the halo is cropped, which leaves exactly the
