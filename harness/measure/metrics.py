@@ -18,10 +18,12 @@ Conventions (see "Quality conventions" in README.md):
   data_range=255)``.
 
 Speed (docs/speed.md): PSNR sums squared errors exactly from a histogram of absolute
-differences; SSIM filters with OpenCV's separable float64 filter in row strips that stay in
-cache, with four filtered planes per channel (``mu_x``, ``mu_y``, ``E[x^2 + y^2]``,
-``E[xy]``: the SSIM formula needs only ``var_x + var_y``); ``quality`` computes all four
-figures of one image pair sharing the crop and the Y conversion.
+differences; SSIM needs four float64 filtered quantities per channel (``mu_x``, ``mu_y``,
+``E[x^2 + y^2]``, ``E[xy]``: the formula needs only ``var_x + var_y``), computed for planes of
+1 Mpixel or more by the one-pass kernel of ``harness.measure.ssim_kernel`` (Numba) and
+otherwise by OpenCV's separable float64 filter in row strips; row bands of each plane run on
+all cores. ``quality`` computes all four figures of one image pair sharing the crop and the Y
+conversion.
 """
 from __future__ import annotations
 
@@ -142,7 +144,7 @@ def ssim(sr: np.ndarray, hr: np.ndarray, *, crop_border: int, channel: str) -> f
     crop_border: pixels removed from every side before measuring.
     channel: ``'rgb'`` (mean of the three per-channel SSIMs) or ``'y'`` (MATLAB Y, uint8).
     Window 11 x 11 Gaussian (sigma 1.5), K1 = 0.01, K2 = 0.03, L = 255, 'valid' filtering,
-    mean of the SSIM map. Filtering is separable, in float64 (OpenCV), in row strips.
+    mean of the SSIM map. Filtering is separable, in float64 (see the module docstring).
     """
     a, b = _prepare(sr, hr, crop_border, channel, "ssim")
     _check_ssim_size(a, crop_border)
