@@ -115,6 +115,12 @@ def org_psnr(a, b, border):
     return math.inf if mse == 0 else 20 * math.log10(255.0 / math.sqrt(mse))
 
 
+def org_hr_psnr(sr, hr_path: Path) -> float:
+    """Their per-image step after the forward: read the HR PNG, modcrop it to the scale, PSNR-RGB."""
+    hr = imread_uint(hr_path)
+    return org_psnr(sr, hr[:hr.shape[0] - hr.shape[0] % SCALE, :hr.shape[1] - hr.shape[1] % SCALE], SCALE)
+
+
 def org_ssim_plane(a, b):
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     a, b = a.astype(np.float64), b.astype(np.float64)
@@ -150,9 +156,7 @@ def organizers_flow(model, data_range, paths, device) -> dict:
             t2 = time.perf_counter()
             sr = tensor2uint(y, data_range)
             t3 = time.perf_counter()
-            hr = imread_uint(hp)
-            hr = hr[:hr.shape[0] - hr.shape[0] % SCALE, :hr.shape[1] - hr.shape[1] % SCALE]
-            psnrs.append(org_psnr(sr, hr, SCALE))
+            psnrs.append(org_hr_psnr(sr, hp))
             t5 = time.perf_counter()
             fwd.append(t2 - t1)
             hr_psnr.append(t5 - t3)
@@ -227,7 +231,9 @@ def harness_entry(entry, zoo, split, settings, device, with_complexity: bool = T
     from harness.running.quality import Quality
 
     class TimedQuality(Quality):  # the per-image times behind Quality.seconds
-        image_ms = []
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.image_ms = []
 
         def add(self, *args, **kwargs):
             t = time.perf_counter()
@@ -279,8 +285,7 @@ def paired(srs, split, paths, reps: int) -> None:
     from harness.running.quality import REFERENCES
 
     def organizers(i):
-        hr = imread_uint(paths[i][1])
-        org_psnr(srs[i], hr[:hr.shape[0] - hr.shape[0] % SCALE, :hr.shape[1] - hr.shape[1] % SCALE], SCALE)
+        org_hr_psnr(srs[i], paths[i][1])
 
     def harness(i):
         quality(srs[i], REFERENCES.get(split, i, SCALE), crop_border=SCALE)
@@ -344,13 +349,13 @@ def main(argv=None) -> int:
     split = load_cache(save_cache(split, Path(tmp.name) / "valid.npz"))
     settings = RunSettings(trials=args.trials, device=args.device, complexity=False)
     startup = startup_seconds()
-    from harness.measure.metrics import quality as _quality, ssim_kernel_name, y_table
+    from harness.measure.metrics import psnr, quality, ssim, ssim_kernel_name, y_table
 
     t0 = time.perf_counter()
     y_table()  # the Y lookup table: built once per scoring process
     table_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    _quality(split.pairs[0].hr, split.pairs[0].hr, crop_border=SCALE)  # loads (or compiles) the SSIM kernel
+    quality(split.pairs[0].hr, split.pairs[0].hr, crop_border=SCALE)  # loads (or compiles) the SSIM kernel
     kernel_s = time.perf_counter() - t0
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
@@ -367,8 +372,6 @@ def main(argv=None) -> int:
         entry = catalog.entries[name]
         h = harness_entry(entry, zoo, split, settings, args.device, not args.no_complexity)
         o = organizers_flow(h["model"], entry.input_range, paths, args.device)
-        from harness.measure.metrics import psnr
-
         for pair, sr, theirs, mine in zip(split.pairs, o["sr"], o["psnr"], h["psnr_rgb"]):
             same = psnr(sr, pair.hr, crop_border=SCALE, channel="rgb")  # same SR image: must agree
             assert abs(same - theirs) < 1e-9, f"{name}: PSNR-RGB {same} vs organizers' {theirs} on the same output"
@@ -411,8 +414,6 @@ def main(argv=None) -> int:
           f"organizers' HR+PSNR {_pct(org_q, 10):.0f}-{_pct(org_q, 90):.0f}")
 
     # metric-only comparison on the first pair, with the last entry's output
-    from harness.measure.metrics import psnr, quality, ssim
-
     _, h, o = rows[-1]
     paired(o["sr"], split, paths, reps=3)
     sr, hr = o["sr"][0], split.pairs[0].hr

@@ -177,6 +177,16 @@ def prepare_reference(hr: np.ndarray, *, crop_border: int) -> Reference:
     return Reference(planes=planes + (rgb2y_table(cropped),), crop_border=int(c), shape=tuple(hr.shape))
 
 
+def as_reference(hr, *, crop_border: int, who: str) -> Reference:
+    """``hr`` prepared for scoring: a uint8 HR image is prepared here, a ``Reference`` must have ``crop_border``."""
+    if not isinstance(hr, Reference):
+        return prepare_reference(hr, crop_border=crop_border)
+    if hr.crop_border != crop_border:
+        raise ValueError(f"{who}: the Reference was prepared with crop_border={hr.crop_border}, "
+                         f"not {crop_border}; prepare it with the crop you measure")
+    return hr
+
+
 def quality(sr: np.ndarray, hr, *, crop_border: int) -> dict:
     """All four figures of one pair: ``{"psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"}``.
 
@@ -184,10 +194,7 @@ def quality(sr: np.ndarray, hr, *, crop_border: int) -> dict:
     Each value equals ``psnr``/``ssim`` with the same ``crop_border`` and that channel; the SR is
     split, cropped and converted to Y once.
     """
-    ref = hr if isinstance(hr, Reference) else prepare_reference(hr, crop_border=crop_border)
-    if ref.crop_border != crop_border:
-        raise ValueError(f"quality: the Reference was prepared with crop_border={ref.crop_border}, "
-                         f"not {crop_border}; prepare it with the crop you measure")
+    ref = as_reference(hr, crop_border=crop_border, who="quality")
     sr = _check_uint8_rgb(sr, "quality (sr)")
     if tuple(sr.shape) != ref.shape:
         raise ValueError(f"quality: shapes differ, sr {sr.shape} vs hr {ref.shape}; "

@@ -40,13 +40,7 @@ def prepare_reference(hr, *, crop_border: int, device: str, non_blocking: bool =
     """
     import torch
 
-    if isinstance(hr, metrics.Reference):
-        if hr.crop_border != crop_border:
-            raise ValueError(f"prepare_reference: the Reference was prepared with crop_border={hr.crop_border}, "
-                             f"not {crop_border}")
-        ref = hr
-    else:
-        ref = metrics.prepare_reference(hr, crop_border=crop_border)
+    ref = metrics.as_reference(hr, crop_border=crop_border, who="prepare_reference")
     host = torch.from_numpy(np.stack(ref.planes))
     if str(device).startswith("cuda"):
         host = host.pin_memory()
